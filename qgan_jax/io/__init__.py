@@ -1,0 +1,1 @@
+"""Readers for foreign checkpoint formats (PyTorch .pth without torch)."""

@@ -1,0 +1,1 @@
+"""Layers: quaternion, PHC, normalisation (NHWC activations, HWIO kernels)."""

@@ -1,0 +1,120 @@
+"""Spectral normalisation of assembled kernels (D4) and quaternion batch norm (D5)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from jax import lax
+
+from qgan_jax.layers import base
+
+Array = jax.Array
+
+_HIGHEST = lax.Precision.HIGHEST
+
+
+def kernel_matrix(kernel: Array) -> Array:
+    """Direct kernel ``(*k, in, out)`` -> PyTorch's spectral-norm matrix ``(out, in * prod(k))``.
+
+    Columns in the reference's C order of (in, *k), so PyTorch ``weight_u`` / ``weight_v`` import as is.
+    """
+    ndim = kernel.ndim - 2
+    perm = (ndim + 1, ndim) + tuple(range(ndim))
+    return jnp.transpose(kernel, perm).reshape(kernel.shape[-1], -1)
+
+
+def _l2_normalize(z: Array, eps: float) -> Array:
+    return z / jnp.maximum(jnp.linalg.norm(z), eps)
+
+
+class SpectralNorm(nn.Module):
+    """Divides a layer's assembled real kernel by its largest singular value (PyTorch semantics, D4).
+
+    Wraps any qgan_jax conv / transposed-conv / dense layer (real, quaternion, PHC): one sigma for the
+    whole assembled kernel, so all quaternion components (PHC: the F factors) are scaled together; the
+    bias is untouched. State in ``collection_name``: ``u (features,)`` and
+    ``v (in * prod(kernel_size),)``, initialised N(0, 1) and L2-normalised.
+    ``update_stats=True`` runs one power iteration (no gradient through u, v); ``False`` runs none and
+    changes no state. Usage: ``SpectralNorm(QuaternionConv(...))(x, update_stats=train)``.
+    """
+    layer: nn.Module
+    n_steps: int = 1
+    eps: float = 1e-12
+    collection_name: str = "batch_stats"
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, update_stats: bool) -> Array:
+        owner = base.layer_label(self.layer)
+        if not isinstance(self.layer, (base.ConvLayer, base.DenseLayer)):
+            raise TypeError(f"SpectralNorm wraps qgan_jax conv / dense layers (they expose their assembled "
+                                            f"kernel); got {owner}.")
+        out_features = self.layer.features
+        in_size = x.shape[-1] * math.prod(tuple(getattr(self.layer, "kernel_size", ())))
+        u_var = self.variable(self.collection_name, "u", lambda: _l2_normalize(
+                jax.random.normal(self.make_rng("params"), (out_features,), self.param_dtype), self.eps))
+        v_var = self.variable(self.collection_name, "v", lambda: _l2_normalize(
+                jax.random.normal(self.make_rng("params"), (in_size,), self.param_dtype), self.eps))
+        update = update_stats and not self.is_initializing()
+
+        def normalise(kernel: Array) -> Array:
+            matrix = kernel_matrix(kernel)
+            u, v = u_var.value.astype(matrix.dtype), v_var.value.astype(matrix.dtype)
+            if update:
+                frozen = lax.stop_gradient(matrix)
+                for _ in range(self.n_steps):
+                    v = _l2_normalize(jnp.matmul(frozen.T, u, precision=_HIGHEST), self.eps)
+                    u = _l2_normalize(jnp.matmul(frozen, v, precision=_HIGHEST), self.eps)
+                u_var.value, v_var.value = u.astype(u_var.value.dtype), v.astype(v_var.value.dtype)
+            u, v = lax.stop_gradient(u), lax.stop_gradient(v)
+            sigma = jnp.dot(u, jnp.matmul(matrix, v, precision=_HIGHEST), precision=_HIGHEST)
+            return kernel / sigma
+
+        return self.layer(x, kernel_transform=normalise)
+
+
+class QuaternionBatchNorm(nn.Module):
+    """eleGAN23/QGAN's quaternion batch norm with pooled statistics (D5), NHWC, ``C = 4Q``.
+
+    Training: one mean per component over N, spatial and the Q channels of its block (4 numbers) and
+    one biased variance ``mean(sum_c (x_c - mu_c)^2)``; ``y_c = scale * (x_c - mu_c)/sqrt(var + eps)
+    + bias_c``. Params ``scale (Q,)`` (one per quaternion channel), ``bias (C,)``; ``batch_stats``
+    ``mean (4,)``, ``var (1,)``, updated with PyTorch's momentum (``new = (1-m) old + m batch``).
+    """
+    use_running_average: Optional[bool] = None
+    momentum: float = 0.1
+    epsilon: float = 1e-5
+    dtype: Optional[Any] = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, use_running_average: Optional[bool] = None) -> Array:
+        use_running_average = nn.merge_param("use_running_average", self.use_running_average,
+                                                                                  use_running_average)
+        channels = x.shape[-1]
+        base.check_divisible(base.layer_label(self), "channels", channels, 4)
+        q = channels // 4
+        scale = self.param("scale", nn.initializers.ones_init(), (q,), self.param_dtype)
+        bias = self.param("bias", nn.initializers.zeros_init(), (channels,), self.param_dtype)
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((4,), self.param_dtype))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((1,), self.param_dtype))
+
+        dtype = self.dtype or jnp.result_type(x, scale)
+        xc = x.astype(dtype).reshape(*x.shape[:-1], 4, q)           # (..., component, Q)
+        reduce_axes = tuple(range(xc.ndim - 2)) + (xc.ndim - 1,)
+        if use_running_average:
+            mean, var = ra_mean.value.astype(dtype), ra_var.value.astype(dtype)[0]
+        else:
+            mean = jnp.mean(xc, axis=reduce_axes)                        # (4,)
+            centred = xc - mean[:, None]
+            var = jnp.mean(jnp.sum(jnp.square(centred), axis=-2))        # scalar, biased
+            if not self.is_initializing():
+                stat_dtype = ra_mean.value.dtype
+                ra_mean.value = (1 - self.momentum) * ra_mean.value + self.momentum * mean.astype(stat_dtype)
+                ra_var.value = (1 - self.momentum) * ra_var.value + self.momentum * var.astype(stat_dtype)
+        y = (xc - mean[:, None]) * lax.rsqrt(var + self.epsilon) * scale.astype(dtype)
+        return y.reshape(x.shape) + bias.astype(dtype)

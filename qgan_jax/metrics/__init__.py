@@ -1,0 +1,1 @@
+"""Evaluation metrics: FID Inception-v3 port, FID and Inception Score."""

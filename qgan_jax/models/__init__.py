@@ -1,0 +1,1 @@
+"""Models: GAN families built from qgan_jax.layers."""
