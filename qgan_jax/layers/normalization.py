@@ -84,10 +84,13 @@ class QuaternionBatchNorm(nn.Module):
     one biased variance ``mean(sum_c (x_c - mu_c)^2)``; ``y_c = scale * (x_c - mu_c)/sqrt(var + eps)
     + bias_c``. Params ``scale (Q,)`` (one per quaternion channel), ``bias (C,)``; ``batch_stats``
     ``mean (4,)``, ``var (1,)``, updated with PyTorch's momentum (``new = (1-m) old + m batch``).
+
+    ``components=n`` gives the same pooled normalisation for PHC-n tensors (n blocks of C/n channels).
     """
     use_running_average: Optional[bool] = None
     momentum: float = 0.1
     epsilon: float = 1e-5
+    components: int = 4
     dtype: Optional[Any] = None
     param_dtype: Any = jnp.float32
 
@@ -96,20 +99,21 @@ class QuaternionBatchNorm(nn.Module):
         use_running_average = nn.merge_param("use_running_average", self.use_running_average,
                                                                                   use_running_average)
         channels = x.shape[-1]
-        base.check_divisible(base.layer_label(self), "channels", channels, 4)
-        q = channels // 4
+        n = self.components
+        base.check_divisible(base.layer_label(self), "channels", channels, n)
+        q = channels // n
         scale = self.param("scale", nn.initializers.ones_init(), (q,), self.param_dtype)
         bias = self.param("bias", nn.initializers.zeros_init(), (channels,), self.param_dtype)
-        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((4,), self.param_dtype))
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((n,), self.param_dtype))
         ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((1,), self.param_dtype))
 
         dtype = self.dtype or jnp.result_type(x, scale)
-        xc = x.astype(dtype).reshape(*x.shape[:-1], 4, q)           # (..., component, Q)
+        xc = x.astype(dtype).reshape(*x.shape[:-1], n, q)           # (..., component, Q)
         reduce_axes = tuple(range(xc.ndim - 2)) + (xc.ndim - 1,)
         if use_running_average:
             mean, var = ra_mean.value.astype(dtype), ra_var.value.astype(dtype)[0]
         else:
-            mean = jnp.mean(xc, axis=reduce_axes)                        # (4,)
+            mean = jnp.mean(xc, axis=reduce_axes)                        # (n,)
             centred = xc - mean[:, None]
             var = jnp.mean(jnp.sum(jnp.square(centred), axis=-2))        # scalar, biased
             if not self.is_initializing():

@@ -1,1 +1,87 @@
-"""Models: GAN families built from qgan_jax.layers."""
+"""Models: GAN families built from qgan_jax.layers, selected by ``config.model.name``.
+
+``build(config) -> (generator, discriminator)``: flax modules. ``generator.apply(variables, z,
+train=..., mutable=[...])`` maps z (N, z_dim) to NHWC images in [-1, 1];
+``discriminator.apply(variables, images, train=..., mutable=[...])`` returns logits (N,).
+``train=True``: BN uses batch statistics and spectral norm advances one power iteration (both in the
+``batch_stats`` collection); ``train=False`` changes no state.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from flax import linen as nn
+
+from qgan_jax.layers import algebra as algebra_lib
+from qgan_jax.models import common, dcgan, sngan
+
+
+def _layers(model: Any) -> common.Layers:
+    return common.Layers(algebra=model.algebra, phc_n=model.phc_n if model.algebra == "phc" else None,
+                         init=model.init, dtype=common.resolve_dtype(model.dtype))
+
+
+def _build_sngan(model: Any) -> tuple[nn.Module, nn.Module]:
+    layers = _layers(model)
+    expected = 4 * 2 ** (len(model.g_multipliers) - 1)
+    if expected != model.resolution:
+        raise ValueError(f"sngan: model.g_multipliers has {len(model.g_multipliers)} entries, which "
+                         f"gives resolution {expected}, not model.resolution = {model.resolution}.")
+    generator = sngan.Generator(layers, channels=model.channels, width=model.g_width,
+                                multipliers=tuple(model.g_multipliers), batch_norm=model.batch_norm)
+    discriminator = sngan.Discriminator(layers, width=model.d_width,
+                                        multipliers=tuple(model.d_multipliers),
+                                        downsamples=model.d_downsamples,
+                                        spectral_norm=model.spectral_norm,
+                                        head_bias=model.d_head_bias)
+    return generator, discriminator
+
+
+def _build_dcgan(model: Any) -> tuple[nn.Module, nn.Module]:
+    layers = _layers(model)
+    dcgan._num_doublings(model.resolution)
+    generator = dcgan.Generator(layers, resolution=model.resolution, channels=model.channels,
+                                width=model.g_width, batch_norm=model.batch_norm)
+    discriminator = dcgan.Discriminator(layers, resolution=model.resolution, width=model.d_width,
+                                        batch_norm=model.batch_norm,
+                                        spectral_norm=model.spectral_norm)
+    return generator, discriminator
+
+
+MODELS: dict[str, Callable[[Any], tuple[nn.Module, nn.Module]]] = {
+    "sngan": _build_sngan,
+    "dcgan": _build_dcgan,
+}
+
+
+def image_channels(model: Any) -> int:
+    """``model.channels``, or for 0 (auto) 4 for quaternion / PHC-4 models and 3 otherwise."""
+    if model.channels:
+        return int(model.channels)
+    return 4 if algebra_lib.channel_multiple(model.algebra, model.phc_n) == 4 else 3
+
+
+def build(config: Any) -> tuple[nn.Module, nn.Module]:
+    """(generator, discriminator) of ``config.model`` (see the module docstring for the contract)."""
+    model = config.model
+    if model.name not in MODELS:
+        raise ValueError(f"Unknown model.name {model.name!r}; allowed: {', '.join(sorted(MODELS))}.")
+    algebra_lib.check_algebra(model.algebra, model.phc_n if model.algebra == "phc" else None)
+    channels = image_channels(model)
+    multiple = algebra_lib.channel_multiple(model.algebra, model.phc_n if model.algebra == "phc" else None)
+    if channels % multiple:
+        raise ValueError(f"model.channels = {channels} is not a multiple of {multiple}, as algebra "
+                         f"{model.algebra!r} needs (use 4-channel quaternion images, or phc_n = 3 on RGB).")
+    resolved = model.copy_and_resolve_references() if hasattr(model, "copy_and_resolve_references") else model
+    with resolved.unlocked() if hasattr(resolved, "unlocked") else _null():
+        resolved.channels = channels
+    return MODELS[model.name](resolved)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
