@@ -9,71 +9,74 @@ from qgan_jax import data
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
+    config = ml_collections.ConfigDict()
 
-  # --- Model -------------------------------------------------------------------------------------
-  config.model = ml_collections.ConfigDict()
-  config.model.name = "sngan"           # Registry name: sngan | dcgan (qgan_jax.models.MODELS).
-  config.model.algebra = "quaternion"   # real | quaternion | phc: the algebra of the hidden layers.
-  config.model.phc_n = 4                # n of the PHC algebra (only read when algebra = phc).
-  config.model.resolution = 32          # Output side in pixels (sngan: 32, 64, 128; dcgan: 64).
-  config.model.channels = 0             # Image channels: 3 (RGB), 4 (quaternion [real, R, G, B]) or 0 =
-                                        # auto (4 for quaternion and PHC-4 models, 3 otherwise).
-  config.model.z_dim = 128              # Latent size, z ~ N(0, I).
-  config.model.g_width = 256            # Generator base width (sngan: times g_multipliers; dcgan: ngf).
-  config.model.g_multipliers = (1, 1, 1, 1)  # sngan: widths of the G head and each up-block, in g_width
-                                        # units; resolution = 4 * 2**(len - 1).
-  config.model.d_width = 128            # Discriminator base width (sngan: times d_multipliers; dcgan: ndf).
-  config.model.d_multipliers = (1, 1, 1, 1)  # sngan: widths of the D blocks, in d_width units.
-  config.model.d_downsamples = 2        # sngan: the first k D blocks pool (zero-padded 2x2 mean, D7).
-  config.model.d_head_bias = False      # sngan: bias of the real D head (False at 32 px, True at 128 px).
-  config.model.batch_norm = True        # BN (QBN for quaternion) in G (and in D for dcgan).
-  config.model.spectral_norm = True     # Spectral norm (D4) on every D layer.
-  config.model.init = "normal"          # Kernel init: normal (N(0, 0.02^2), the QSNGAN models) | default
-                                        # (the layer's own: quaternion-he/glorot, PyTorch xavier for PHC).
-  config.model.dtype = "float32"        # Activation dtype (float32 | bfloat16); parameters stay float32.
+    # --- Model -------------------------------------------------------------------------------------
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "sngan"           # Registry name: sngan | dcgan (qgan_jax.models.MODELS).
+    config.model.algebra = "quaternion"   # real | quaternion | phc: the algebra of the hidden layers.
+    config.model.phc_n = 4                # n of the PHC algebra (only read when algebra = phc).
+    config.model.resolution = 32          # Output side in pixels (sngan: 32, 64, 128; dcgan: 64).
+    config.model.channels = 0             # Image channels: 3 (RGB), 4 (quaternion [real, R, G, B]) or 0 =
+                                                                                # auto (4 for quaternion and PHC-4 models, 3 otherwise).
+    config.model.z_dim = 128              # Latent size, z ~ N(0, I).
+    config.model.g_width = 256            # Generator base width (sngan: times g_multipliers; dcgan: ngf).
+    config.model.g_multipliers = (1, 1, 1, 1)  # sngan: widths of the G head and each up-block, in g_width
+                                                                                # units; resolution = 4 * 2**(len - 1).
+    config.model.d_width = 128            # Discriminator base width (sngan: times d_multipliers; dcgan: ndf).
+    config.model.d_multipliers = (1, 1, 1, 1)  # sngan: widths of the D blocks, in d_width units.
+    config.model.d_downsamples = 2        # sngan: the first k D blocks pool (zero-padded 2x2 mean, D7).
+    config.model.d_head_bias = False      # sngan: bias of the real D head (False at 32 px, True at 128 px).
+    config.model.batch_norm = True        # BN (QBN for quaternion) in G (and in D for dcgan).
+    config.model.spectral_norm = True     # Spectral norm (D4) on every D layer.
+    config.model.init = "normal"          # Kernel init: normal (N(0, 0.02^2), the QSNGAN models) | default
+                                                                                # (the layer's own: quaternion-he/glorot, PyTorch xavier for PHC).
+    config.model.dtype = "float32"        # Activation dtype (float32 | bfloat16); parameters stay float32.
 
-  # --- Data --------------------------------------------------------------------------------------
-  config.data = data.default_config()
-  config.data.quaternion = "zero"       # Quaternion models see [0, R, G, B] (D8); 'reference' gives -1.
+    # --- Data --------------------------------------------------------------------------------------
+    config.data = data.default_config()
+    config.data.quaternion = "zero"       # Quaternion models see [0, R, G, B] (D8); 'reference' gives -1.
 
-  # --- Loss --------------------------------------------------------------------------------------
-  config.loss = ml_collections.ConfigDict()
-  config.loss.name = "hinge"            # hinge | wasserstein | non_saturating | least_squares.
-  config.loss.gp_weight = 0.0           # WGAN-GP gradient-penalty weight (0 = off).
-  config.loss.r1_gamma = 0.0            # R1 penalty weight gamma (0 = off); the penalty is gamma/2 * E|grad|^2.
+    # --- Loss --------------------------------------------------------------------------------------
+    config.loss = ml_collections.ConfigDict()
+    config.loss.name = "hinge"            # hinge | wasserstein | non_saturating | least_squares.
+    config.loss.gp_weight = 0.0           # WGAN-GP gradient-penalty weight (0 = off).
+    config.loss.r1_gamma = 0.0            # R1 penalty weight gamma (0 = off); the penalty is gamma/2 * E|grad|^2.
 
-  # --- Optimisers (one per network) --------------------------------------------------------------
-  config.optimizer = ml_collections.ConfigDict()
-  for net in ("g", "d"):
-    opt = ml_collections.ConfigDict()
-    opt.name = "adam"                   # adam | rmsprop | adagrad.
-    opt.lr = 2e-4                       # Learning rate.
-    opt.b1 = 0.0                        # Adam beta1.
-    opt.b2 = 0.9                        # Adam beta2.
-    opt.eps = 1e-8                      # Adam / RMSprop epsilon.
-    config.optimizer[net] = opt
+    # --- Optimisers (one per network) --------------------------------------------------------------
+    config.optimizer = ml_collections.ConfigDict()
+    for net in ("g", "d"):
+        opt = ml_collections.ConfigDict()
+        opt.name = "adam"                   # adam | rmsprop | adagrad.
+        opt.lr = 2e-4                       # Learning rate.
+        opt.b1 = 0.0                        # Adam beta1.
+        opt.b2 = 0.9                        # Adam beta2.
+        opt.eps = 1e-8                      # Adam / RMSprop / Adagrad epsilon.
+        opt.decay = 0.99                    # RMSprop smoothing constant (PyTorch's alpha).
+        config.optimizer[net] = opt
 
-  # --- Training ----------------------------------------------------------------------------------
-  config.train = ml_collections.ConfigDict()
-  config.train.num_steps = 10_000       # Generator updates.
-  config.train.batch_size = 64          # Global batch size (split over every device of every host).
-  config.train.n_critic = 5             # Discriminator updates (each on a new real batch) per G update.
-  config.train.seed = 0                 # Seeds parameters, latents and data order.
-  config.train.ema_decay = 0.0          # EMA of generator weights (0 = off), e.g. 0.999.
-  config.train.log_every = 50           # Steps between metric writes.
+    # --- Training ----------------------------------------------------------------------------------
+    config.train = ml_collections.ConfigDict()
+    config.train.num_steps = 10_000       # Generator updates.
+    config.train.batch_size = 64          # Global batch size (split over every device of every host).
+    config.train.n_critic = 5             # Discriminator updates (each on a new real batch) per G update.
+    config.train.seed = 0                 # Seeds parameters, latents and data order.
+    config.train.ema_decay = 0.0          # EMA of generator weights (0 = off), e.g. 0.999.
+    config.train.log_every = 50           # Steps between metric writes (metrics.jsonl, TensorBoard, progress line).
+    config.train.tensorboard = True       # Also write TensorBoard event files (needs tensorflow + tensorboard).
 
-  # --- Outputs -----------------------------------------------------------------------------------
-  config.checkpoint = ml_collections.ConfigDict()
-  config.checkpoint.every_steps = 1000  # Steps between checkpoints (the final step is always saved).
-  config.checkpoint.keep = 3            # Checkpoints kept (the most recent ones).
+    # --- Outputs -----------------------------------------------------------------------------------
+    config.checkpoint = ml_collections.ConfigDict()
+    config.checkpoint.every_steps = 1000  # Steps between checkpoints (the final step is always saved).
+    config.checkpoint.keep = 3            # Checkpoints kept (the most recent ones).
 
-  config.sample = ml_collections.ConfigDict()
-  config.sample.every_steps = 1000      # Steps between sample grids (samples/step_XXXXXXX.png).
-  config.sample.num_images = 64         # Images in a grid, and written by --mode=sample.
+    config.sample = ml_collections.ConfigDict()
+    config.sample.every_steps = 1000      # Steps between sample grids (samples/step_XXXXXXX.png).
+    config.sample.num_images = 64         # Images in a grid, and written by --mode=sample.
+    config.sample.batch_size = 500        # Images generated per jitted call (sample mode, grids, FID).
 
-  config.eval = ml_collections.ConfigDict()
-  config.eval.every_steps = 0           # Steps between in-loop FID / IS (0 = off).
-  config.eval.num_images = 10_000       # Generated images per FID.
-  config.eval.inception_path = ""       # pt_inception-2015-12-05-6726825d.pth ('' = cache / download).
-  return config
+    config.eval = ml_collections.ConfigDict()
+    config.eval.every_steps = 0           # Steps between in-loop FID / IS (0 = off).
+    config.eval.num_images = 10_000       # Generated images per FID.
+    config.eval.inception_path = ""       # pt_inception-2015-12-05-6726825d.pth ('' = cache / download).
+    return config

@@ -85,3 +85,21 @@ class _null:
 
     def __exit__(self, *exc):
         return False
+
+
+def resolve(config: Any) -> Any:
+    """A copy of ``config`` with ``model.channels`` resolved and ``data.quaternion`` consistent with it.
+
+    3-channel models read plain RGB (``data.quaternion = 'none'``); 4-channel models need a quaternion
+    mapping (``'none'`` becomes the default ``'zero'``, D8). Lets ``--config.model.algebra=real`` on a
+    quaternion config give the real twin.
+    """
+    resolved = config.copy_and_resolve_references()
+    channels = image_channels(resolved.model)
+    resolved.model.channels = channels
+    if "data" in resolved:
+        if channels == 3:
+            resolved.data.quaternion = "none"
+        elif channels == 4 and resolved.data.quaternion == "none":
+            resolved.data.quaternion = "zero"
+    return resolved
