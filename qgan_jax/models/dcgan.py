@@ -4,6 +4,7 @@ Generator: z viewed as a 1x1 image, a k4 s1 p0 transposed conv to 4x4, then k4 s
 doubling the resolution and halving the width, [BN] ReLU between, tanh at the end; no biases.
 Discriminator: k4 s2 p1 convs with LeakyReLU(0.2) ([BN] from the second on), a k4 s1 p0 conv to
 ``m`` outputs (m = 1 real; 4 quaternion; n PHC) and, for hypercomplex models, a real Dense(m -> 1).
+Layer names follow the reference: G ``deconv1..``, ``bn1..``; D ``conv1..``, ``bn2..``, ``dense``.
 """
 
 from __future__ import annotations
@@ -43,12 +44,12 @@ class Generator(nn.Module):
             features = self.width * 2 ** (n - 1 - i)
             common.check_width("dcgan generator", "width", features, lay)
             h = lay.conv_transpose(features, (4, 4), strides=1 if i == 0 else 2,
-                                   padding=0 if i == 0 else 1, bias=False, name=f"conv{i}")(h, train)
+                                   padding=0 if i == 0 else 1, bias=False, name=f"deconv{i + 1}")(h, train)
             if self.batch_norm:
-                h = lay.batch_norm(train, name=f"bn{i}")(h)
+                h = lay.batch_norm(train, name=f"bn{i + 1}")(h)
             h = nn.relu(h)
         h = lay.conv_transpose(self.channels, (4, 4), strides=2, padding=1, bias=False,
-                               name=f"conv{n}")(h, train)
+                               name=f"deconv{n + 1}")(h, train)
         return jnp.tanh(h)
 
 
@@ -68,14 +69,14 @@ class Discriminator(nn.Module):
             features = self.width * 2 ** i
             common.check_width("dcgan discriminator", "width", features, lay)
             h = lay.conv(features, (4, 4), strides=2, padding=1, bias=False, spectral_norm=sn,
-                         name=f"conv{i}")(h, train)
+                         name=f"conv{i + 1}")(h, train)
             if self.batch_norm and i > 0:
-                h = lay.batch_norm(train, name=f"bn{i}")(h)
+                h = lay.batch_norm(train, name=f"bn{i + 1}")(h)
             h = nn.leaky_relu(h, 0.2)
         outputs = lay.multiple
         h = lay.conv(outputs, (4, 4), strides=1, padding=0, bias=False, spectral_norm=sn,
-                     name=f"conv{n}")(h, train)
+                     name=f"conv{n + 1}")(h, train)
         h = h.reshape(h.shape[0], -1)
         if outputs > 1:
-            h = lay.real_dense(1, spectral_norm=sn, name="fully_connect")(h, train)
+            h = lay.real_dense(1, spectral_norm=sn, name="dense")(h, train)
         return h[:, 0]

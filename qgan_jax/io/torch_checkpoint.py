@@ -1,0 +1,426 @@
+"""Read PyTorch ``.pth`` / ``.pt`` checkpoints without torch, through a restricted unpickler.
+
+``load(path)`` returns ``{name: np.ndarray}``: nested containers are flattened with ``'.'``-joined names
+(``{'G': {'fc.weight': t}}`` -> ``'G.fc.weight'``; list items are named by index). Leaves that are not
+tensors (ints, floats, strings, ``None``) are skipped; the ``_metadata`` attribute torch attaches to
+state dicts is ignored. A bare tensor is returned under the name ``''``. ``load_tree(path)`` keeps the
+nested structure and every plain leaf.
+
+Both container formats are read: the zip archive of torch >= 1.6 (``<dir>/data.pkl`` plus one raw
+``<dir>/data/<key>`` entry per storage) and the legacy stream (magic number, protocol, sys info, the
+object pickle, the storage-key list, then ``int64 numel`` + raw bytes per storage). Pickles may only
+reference the globals in ``_ALLOWED`` (tensor rebuild functions, ``collections.OrderedDict`` and the
+``torch.*Storage`` types); any other global raises :class:`UnsafeCheckpointError` before anything is
+called, as ``torch.load(weights_only=True)`` does.
+
+``save_state_dict(path, tree)`` writes the zip format (used by tests and tools; torch can read it).
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import pickle
+import struct
+import sys
+import zipfile
+from typing import Any
+
+import numpy as np
+
+__all__ = ["UnsafeCheckpointError", "TensorView", "load", "load_tree", "save_state_dict"]
+
+LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
+LEGACY_PROTOCOL_VERSION = 1001
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError, ValueError):
+    """The checkpoint's pickle uses a global or structure that the restricted reader does not admit."""
+
+
+def _bfloat16():
+    import ml_dtypes  # a jax dependency; imported lazily because only bfloat16 files need it
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+# torch storage type name -> numpy dtype (a callable for dtypes numpy lacks).
+_STORAGE_DTYPES = {
+    "DoubleStorage": np.float64,
+    "FloatStorage": np.float32,
+    "HalfStorage": np.float16,
+    "BFloat16Storage": _bfloat16,
+    "LongStorage": np.int64,
+    "IntStorage": np.int32,
+    "ShortStorage": np.int16,
+    "CharStorage": np.int8,
+    "ByteStorage": np.uint8,
+    "BoolStorage": np.bool_,
+    "ComplexFloatStorage": np.complex64,
+    "ComplexDoubleStorage": np.complex128,
+}
+
+
+def _storage_dtype(name: str) -> np.dtype:
+    dt = _STORAGE_DTYPES[name]
+    return dt() if callable(dt) and not isinstance(dt, type) else np.dtype(dt)
+
+
+class _StorageType:
+    """Stand-in for a ``torch.<Name>Storage`` class referenced by a pickle."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str):
+        self.name = name
+
+
+class _StorageRef:
+    """A storage named in a persistent id; its bytes are attached once read."""
+
+    __slots__ = ("key", "dtype", "numel", "array")
+
+    def __init__(self, key: str, dtype: np.dtype, numel: int):
+        self.key, self.dtype, self.numel, self.array = key, dtype, numel, None
+
+
+class _TensorRef:
+    """A tensor as (storage, offset, size, stride), all in elements; materialised after loading."""
+
+    __slots__ = ("storage", "offset", "size", "stride")
+
+    def __init__(self, storage, offset, size, stride):
+        if not isinstance(storage, _StorageRef):
+            raise UnsafeCheckpointError("tensor rebuild argument 'storage' is not a storage reference")
+        if not _is_int(offset) or offset < 0:
+            raise UnsafeCheckpointError(f"tensor storage_offset must be a non-negative int, got {offset!r}")
+        size, stride = tuple(size), tuple(stride)
+        if len(size) != len(stride) or not all(_is_int(v) and v >= 0 for v in size + stride):
+            raise UnsafeCheckpointError(
+                f"tensor size {size!r} and stride {stride!r} must be equal-length tuples of non-negative ints")
+        self.storage, self.offset, self.size, self.stride = storage, int(offset), size, stride
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _rebuild_tensor(storage, storage_offset, size, stride):
+    return _TensorRef(storage, storage_offset, size, stride)
+
+
+def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None,
+                       metadata=None):
+    # requires_grad, hooks and metadata carry no array data.
+    return _TensorRef(storage, storage_offset, size, stride)
+
+
+def _rebuild_parameter(data, requires_grad=False, backward_hooks=None):
+    if not isinstance(data, _TensorRef):
+        raise UnsafeCheckpointError("torch._utils._rebuild_parameter argument 'data' is not a tensor")
+    return data
+
+
+_ALLOWED = {
+    ("collections", "OrderedDict"): collections.OrderedDict,
+    ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
+    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    """Unpickler admitting only ``_ALLOWED`` globals and ``('storage', ...)`` persistent ids."""
+
+    def __init__(self, file, storages: dict[str, _StorageRef], legacy: bool):
+        super().__init__(file)
+        self._storages = storages
+        self._legacy = legacy
+
+    def find_class(self, module, name):
+        if (module, name) in _ALLOWED:
+            return _ALLOWED[(module, name)]
+        if module == "torch" and name in _STORAGE_DTYPES:
+            return _StorageType(name)
+        raise UnsafeCheckpointError(
+            f"checkpoint pickle references the global '{module}.{name}', which is not allowed (only tensor "
+            "rebuild functions, collections.OrderedDict and torch.*Storage types are); nothing was executed")
+
+    def persistent_load(self, pid):
+        n_fields = 6 if self._legacy else 5
+        if not isinstance(pid, tuple) or len(pid) != n_fields or pid[0] != "storage":
+            tag = pid[0] if isinstance(pid, tuple) and pid else pid
+            raise UnsafeCheckpointError(
+                f"checkpoint persistent id {tag!r} is not allowed; only {n_fields}-field 'storage' records are")
+        storage_type, key, _location, numel = pid[1:5]
+        if not isinstance(storage_type, _StorageType):
+            raise UnsafeCheckpointError(f"storage record type {storage_type!r} is not a torch.*Storage type")
+        if not isinstance(key, str) or not _is_int(numel) or numel < 0:
+            raise UnsafeCheckpointError(f"storage record key {key!r} / numel {numel!r} is malformed")
+        if self._legacy and pid[5] is not None:
+            raise UnsafeCheckpointError(f"storage {key!r} is a legacy storage view, which is not supported")
+        dtype = _storage_dtype(storage_type.name)
+        ref = self._storages.get(key)
+        if ref is None:
+            ref = self._storages[key] = _StorageRef(key, dtype, int(numel))
+        elif ref.dtype != dtype:
+            raise UnsafeCheckpointError(f"storage {key!r} is referenced with two dtypes, {ref.dtype} and {dtype}")
+        return ref
+
+
+def _unpickle(data: bytes | io.BytesIO, storages: dict, legacy: bool):
+    f = data if isinstance(data, io.BytesIO) else io.BytesIO(data)
+    try:
+        return _RestrictedUnpickler(f, storages, legacy).load()
+    except UnsafeCheckpointError:
+        raise
+    except (pickle.UnpicklingError, EOFError, TypeError, AttributeError, IndexError, KeyError) as e:
+        raise UnsafeCheckpointError(f"checkpoint pickle is malformed: {type(e).__name__}: {e}") from None
+
+
+def _attach(ref: _StorageRef, raw: bytes | memoryview, numel: int, little_endian: bool):
+    need = numel * ref.dtype.itemsize
+    if len(raw) < need:
+        raise ValueError(f"storage {ref.key!r} holds {len(raw)} bytes, fewer than numel {numel} x "
+                         f"itemsize {ref.dtype.itemsize}")
+    arr = np.frombuffer(raw, dtype=ref.dtype, count=numel)
+    if little_endian != (sys.byteorder == "little"):
+        arr = arr.byteswap()
+    ref.array, ref.numel = arr, numel
+
+
+def _read_zip(path: str):
+    storages: dict[str, _StorageRef] = {}
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        pkl = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
+        if len(pkl) != 1:
+            raise ValueError(f"{path}: zip checkpoint must hold exactly one '*/data.pkl' entry, found {len(pkl)}")
+        prefix = pkl[0][: -len("data.pkl")]
+        obj = _unpickle(zf.read(pkl[0]), storages, legacy=False)
+        little = True
+        if prefix + "byteorder" in names:
+            order = zf.read(prefix + "byteorder").decode("ascii").strip()
+            if order not in ("little", "big"):
+                raise ValueError(f"{path}: byteorder record must be 'little' or 'big', got {order!r}")
+            little = order == "little"
+        for key, ref in storages.items():
+            entry = f"{prefix}data/{key}"
+            if entry not in names:
+                raise ValueError(f"{path}: storage entry {entry!r} named by the pickle is missing")
+            _attach(ref, zf.read(entry), ref.numel, little)
+    return obj
+
+
+def _read_legacy(path: str):
+    with open(path, "rb") as fh:
+        f = io.BytesIO(fh.read())
+    storages: dict[str, _StorageRef] = {}
+    magic = _unpickle(f, {}, legacy=True)
+    if magic != LEGACY_MAGIC_NUMBER:
+        raise ValueError(f"{path}: not a PyTorch checkpoint (legacy magic number mismatch)")
+    protocol = _unpickle(f, {}, legacy=True)
+    if protocol != LEGACY_PROTOCOL_VERSION:
+        raise ValueError(f"{path}: legacy protocol version must be {LEGACY_PROTOCOL_VERSION}, got {protocol!r}")
+    sys_info = _unpickle(f, {}, legacy=True)
+    little = bool(sys_info.get("little_endian", True)) if isinstance(sys_info, dict) else True
+    obj = _unpickle(f, storages, legacy=True)
+    keys = _unpickle(f, {}, legacy=True)
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise UnsafeCheckpointError(f"{path}: legacy storage-key list is malformed")
+    buf = f.getbuffer()
+    pos = f.tell()
+    for key in keys:
+        if pos + 8 > len(buf):
+            raise ValueError(f"{path}: truncated before storage {key!r}")
+        (numel,) = struct.unpack("<q" if little else ">q", buf[pos:pos + 8])
+        pos += 8
+        ref = storages.get(key)
+        if ref is None:
+            raise ValueError(f"{path}: storage {key!r} is listed but never referenced by the pickle")
+        nbytes = numel * ref.dtype.itemsize
+        if numel < 0 or pos + nbytes > len(buf):
+            raise ValueError(f"{path}: storage {key!r} claims {numel} elements, past the end of the file")
+        _attach(ref, buf[pos:pos + nbytes], numel, little)
+        pos += nbytes
+    missing = [k for k, r in storages.items() if r.array is None]
+    if missing:
+        raise ValueError(f"{path}: storages {missing[:5]} are referenced but absent from the file")
+    return obj
+
+
+def _read(path) -> Any:
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint path {path!r} does not exist or is not a file")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head == b"PK\x03\x04":
+        return _read_zip(path)
+    if head[:1] == b"\x80":
+        return _read_legacy(path)
+    raise ValueError(f"{path}: not a PyTorch checkpoint (expected a zip archive or a legacy pickle stream; "
+                     "tar-format files of torch < 0.4 are not supported)")
+
+
+def _materialise(t: _TensorRef) -> np.ndarray:
+    base = t.storage.array
+    if any(s == 0 for s in t.size):
+        return np.zeros(t.size, dtype=base.dtype)
+    last = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride))
+    if last >= base.size:
+        raise ValueError(f"tensor view (offset {t.offset}, size {t.size}, stride {t.stride}) reaches element "
+                         f"{last} of storage {t.storage.key!r}, which has {base.size}")
+    item = base.dtype.itemsize
+    view = np.lib.stride_tricks.as_strided(base[t.offset:], shape=t.size, strides=[s * item for s in t.stride],
+                                           writeable=False)
+    return np.array(view, copy=True, order="C")
+
+
+def _to_tree(obj):
+    if isinstance(obj, _TensorRef):
+        return _materialise(obj)
+    if isinstance(obj, dict):
+        return type(obj)((k, _to_tree(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_tree(v) for v in obj)
+    if isinstance(obj, (_StorageRef, _StorageType)):
+        raise ValueError("checkpoint holds a bare storage object; only tensors are supported")
+    return obj
+
+
+def _flatten(obj, prefix: str, out: dict):
+    if isinstance(obj, _TensorRef):
+        if prefix in out:
+            raise ValueError(f"checkpoint names collide after flattening: {prefix!r}")
+        out[prefix] = _materialise(obj)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
+    elif isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            _flatten(v, f"{prefix}.{i}" if prefix else str(i), out)
+    # any other leaf (int, float, str, None, ...) carries no tensor and is skipped
+
+
+def load(path) -> dict[str, np.ndarray]:
+    """Read a .pth/.pt file without torch -> ``{dotted.name: array}`` (tensors only, see module doc)."""
+    out: dict[str, np.ndarray] = {}
+    _flatten(_read(path), "", out)
+    return out
+
+
+def load_tree(path) -> Any:
+    """Read a .pth/.pt file without torch -> its nested object, tensors as arrays, other leaves kept."""
+    return _to_tree(_read(path))
+
+
+# ---------------------------------------------------------------------------------------------- writer
+
+
+class TensorView:
+    """A tensor to write as a view of a shared 1-D ``storage``: ``offset`` / ``stride`` in elements."""
+
+    def __init__(self, storage: np.ndarray, offset: int, shape, stride):
+        storage = np.asarray(storage)
+        if storage.ndim != 1:
+            raise ValueError(f"TensorView storage must be 1-D, got shape {storage.shape}")
+        self.storage, self.offset, self.shape, self.stride = storage, int(offset), tuple(shape), tuple(stride)
+
+
+class _Global:
+    """A global written by name (``torch`` need not be importable)."""
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    def __call__(self, *args):  # pickle's save_reduce requires a callable
+        raise TypeError("placeholder for a torch global")
+
+
+class _Storage:
+    def __init__(self, key: str, array: np.ndarray):
+        self.key, self.array = key, array
+
+
+class _Tensor:
+    def __init__(self, storage: _Storage, offset: int, shape, stride):
+        self.args = (storage, offset, tuple(shape), tuple(stride), False, collections.OrderedDict())
+
+    def __reduce_ex__(self, protocol):
+        return _Global("torch._utils", "_rebuild_tensor_v2"), self.args
+
+
+def _storage_name(dtype: np.dtype) -> str:
+    for name in _STORAGE_DTYPES:
+        if _storage_dtype(name) == dtype:
+            return name
+    raise ValueError(f"array dtype {dtype} has no torch storage type; allowed: float16/32/64, bfloat16, "
+                     "int8/16/32/64, uint8, bool, complex64/128")
+
+
+class _TorchPickler(pickle._Pickler):
+    """Pure-Python pickler that writes ``_Global`` objects as GLOBAL opcodes and storages by persistent id."""
+
+    dispatch = dict(pickle._Pickler.dispatch)
+
+    def __init__(self, file, legacy: bool):
+        super().__init__(file, protocol=2)
+        self.legacy = legacy
+
+    def _save_global_by_name(self, obj):
+        self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode("utf-8"))
+        self.memoize(obj)
+
+    dispatch[_Global] = _save_global_by_name
+
+    def persistent_id(self, obj):
+        if not isinstance(obj, _Storage):
+            return None
+        pid = ("storage", _Global("torch", _storage_name(obj.array.dtype)), obj.key, "cpu", int(obj.array.size))
+        return pid + (None,) if self.legacy else pid
+
+
+def _pickle_payload(tree, legacy: bool) -> tuple[bytes, list[tuple[str, np.ndarray]]]:
+    """Pickle ``tree`` (arrays / TensorViews as tensors) -> (pickle bytes, [(storage key, 1-D array)])."""
+    storages: dict[int, _Storage] = {}
+
+    def storage_for(arr):
+        s = storages.get(id(arr))
+        if s is None:
+            s = storages[id(arr)] = _Storage(str(len(storages)), arr)
+        return s
+
+    def convert(x):
+        if isinstance(x, TensorView):
+            return _Tensor(storage_for(x.storage), x.offset, x.shape, x.stride)
+        if isinstance(x, (np.ndarray, np.generic)):
+            a = np.ascontiguousarray(x).reshape(-1)
+            stride, acc = [], 1
+            for n in reversed(np.shape(x)):
+                stride.insert(0, acc)
+                acc *= n
+            return _Tensor(storage_for(a), 0, np.shape(x), stride)
+        if isinstance(x, dict):
+            return type(x)((k, convert(v)) for k, v in x.items())
+        if isinstance(x, (list, tuple)):
+            return type(x)(convert(v) for v in x)
+        return x
+
+    converted = convert(tree)
+    buf = io.BytesIO()
+    _TorchPickler(buf, legacy).dump(converted)
+    return buf.getvalue(), [(s.key, np.ascontiguousarray(s.array)) for s in storages.values()]
+
+
+def save_state_dict(path, tree) -> None:
+    """Write ``tree`` (nested dicts of arrays / TensorViews / plain values) as a torch zip checkpoint."""
+    data, storages = _pickle_payload(tree, legacy=False)
+    archive = "archive"
+    with zipfile.ZipFile(os.fspath(path), "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr(f"{archive}/data.pkl", data)
+        zf.writestr(f"{archive}/byteorder", sys.byteorder)
+        for key, arr in storages:
+            zf.writestr(f"{archive}/data/{key}", arr.tobytes())
+        zf.writestr(f"{archive}/version", "3\n")
