@@ -86,7 +86,7 @@ def test_every_config_builds(path):
 def test_unknown_model_or_algebra_is_a_clear_error():
     config = base.get_config()
     config.model.name = "stylegan9"
-    with pytest.raises(ValueError, match="Unknown model.name 'stylegan9'; allowed: dcgan, sngan"):
+    with pytest.raises(ValueError, match="Unknown model.name 'stylegan9'; allowed: dcgan, factorised_gan, gansformer, giu_gan, sngan"):
         models.build(config)
     config = base.get_config()
     config.model.algebra = "octonion"

@@ -9,6 +9,7 @@ train=..., mutable=[...])`` maps z (N, z_dim) to NHWC images in [-1, 1];
 
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 from flax import linen as nn
@@ -49,10 +50,22 @@ def _build_dcgan(model: Any) -> tuple[nn.Module, nn.Module]:
     return generator, discriminator
 
 
-MODELS: dict[str, Callable[[Any], tuple[nn.Module, nn.Module]]] = {
+# name -> builder(config.model) or "module:function" of a family imported on first use.
+MODELS: dict[str, Any] = {
     "sngan": _build_sngan,
     "dcgan": _build_dcgan,
+    "giu_gan": "qgan_jax.models.giu_gan:build",
+    "factorised_gan": "qgan_jax.models.factorised_gan:build",
+    "gansformer": "qgan_jax.models.gansformer:build",
 }
+
+
+def _builder(name: str) -> Callable[[Any], tuple[nn.Module, nn.Module]]:
+    builder = MODELS[name]
+    if isinstance(builder, str):
+        module_name, function = builder.split(":")
+        builder = getattr(importlib.import_module(module_name), function)
+    return builder
 
 
 def image_channels(model: Any) -> int:
@@ -76,7 +89,7 @@ def build(config: Any) -> tuple[nn.Module, nn.Module]:
     resolved = model.copy_and_resolve_references() if hasattr(model, "copy_and_resolve_references") else model
     with resolved.unlocked() if hasattr(resolved, "unlocked") else _null():
         resolved.channels = channels
-    return MODELS[model.name](resolved)
+    return _builder(model.name)(resolved)
 
 
 class _null:
