@@ -29,8 +29,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.d_head_bias = False      # sngan: bias of the real D head (False at 32 px, True at 128 px).
     config.model.batch_norm = True        # BN (QBN for quaternion) in G (and in D for dcgan).
     config.model.spectral_norm = True     # Spectral norm (D4) on every D layer.
+    config.model.factorised = False       # dcgan / giu_gan: each k x k transposed conv of G as a clean
+                                          # (k, 1) + (1, k) pair (D14); --mode=summary shows the saving.
     config.model.init = "normal"          # Kernel init: normal (N(0, 0.02^2), the QSNGAN models) | default
-                                                                                # (the layer's own: quaternion-he/glorot, PyTorch xavier for PHC).
+                                          # (the layer's own: quaternion-he/glorot, PyTorch xavier for PHC).
     config.model.dtype = "float32"        # Activation dtype (float32 | bfloat16); parameters stay float32.
 
     # --- Data --------------------------------------------------------------------------------------

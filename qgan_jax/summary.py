@@ -1,7 +1,9 @@
 """``--mode=summary``: parameter and FLOP counts of a config's generator and discriminator.
 
 Nothing is trained or even initialised on device: shapes come from ``jax.eval_shape`` and FLOPs from
-XLA's cost analysis of the jitted eval-mode forward pass.
+XLA's cost analysis of the jitted eval-mode forward pass. ``*_params`` count trainable parameters;
+``*_params_with_stats`` add the ``batch_stats`` collection (BN running statistics, spectral-norm ``u``, ``v``),
+i.e. Keras' ``count_params``. A factorised config (issue 7) also reports its naive twin's counts and the saving.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from absl import logging
 from clu import parameter_overview
 
 from qgan_jax import models
+from qgan_jax.models import factorised_gan
 
 _FLOP_BATCH = 8  # FLOPs are measured on a batch of this size and reported per image.
 
@@ -37,9 +40,13 @@ def _blocks(params: Any) -> dict[str, int]:
     return {name: _count(sub) for name, sub in params.items()}
 
 
-def network_summary(config: Any) -> dict:
-    """Counts of ``config``'s networks: params (total and per top-level block), FLOPs per image."""
-    config = models.resolve(config)
+def _with_stats(variables: Any) -> int:
+    """Trainable parameters plus the ``batch_stats`` collection (Keras ``count_params``)."""
+    return _count(variables["params"]) + _count(variables.get("batch_stats", {}))
+
+
+def _shapes(config: Any):
+    """(generator, discriminator, G variable shapes, D variable shapes, z, images) of a resolved config."""
     generator, discriminator = models.build(config)
     res, channels = config.model.resolution, config.model.channels
     z = jnp.zeros((_FLOP_BATCH, config.model.z_dim), jnp.float32)
@@ -47,16 +54,49 @@ def network_summary(config: Any) -> dict:
     key = {"params": jax.random.key(0)}
     g_vars = jax.eval_shape(lambda: generator.init(key, z, train=False))
     d_vars = jax.eval_shape(lambda: discriminator.init(key, images, train=False))
+    return generator, discriminator, g_vars, d_vars, z, images
+
+
+def parameter_counts(config: Any) -> dict[str, int]:
+    """``{generator,discriminator}_params[_with_stats]`` of ``config``, from shapes only (no FLOPs)."""
+    *_, g_vars, d_vars, _, _ = _shapes(models.resolve(config))
+    return {"generator_params": _count(g_vars["params"]), "discriminator_params": _count(d_vars["params"]),
+            "generator_params_with_stats": _with_stats(g_vars),
+            "discriminator_params_with_stats": _with_stats(d_vars)}
+
+
+def _saved_percent(naive: int, factorised: int) -> float:
+    return 100.0 * (naive - factorised) / naive if naive else float("nan")
+
+
+def naive_twin_summary(config: Any, counts: dict[str, int]) -> dict:
+    """For a factorised config: its naive twin's counts (``naive_*``) and the generator saving in %; else {}."""
+    twin = factorised_gan.naive_twin(config)
+    if twin is None:
+        return {}
+    naive = parameter_counts(twin)
+    record = {f"naive_{k}": v for k, v in naive.items()}
+    for key in ("generator_params", "generator_params_with_stats"):
+        record[f"{key}_saved_percent"] = _saved_percent(naive[key], counts[key])
+    return record
+
+
+def network_summary(config: Any) -> dict:
+    """Counts of ``config``'s networks: params (total and per top-level block), FLOPs per image."""
+    config = models.resolve(config)
+    generator, discriminator, g_vars, d_vars, z, images = _shapes(config)
     g_flops = _flops(lambda v, x: generator.apply(v, x, train=False), g_vars, z)
     d_flops = _flops(lambda v, x: discriminator.apply(v, x, train=False), d_vars, images)
-    return {
+    summary = {
         "model": config.model.name,
         "algebra": config.model.algebra,
         "phc_n": config.model.phc_n if config.model.algebra == "phc" else None,
-        "resolution": res,
-        "channels": channels,
+        "resolution": config.model.resolution,
+        "channels": config.model.channels,
         "generator_params": _count(g_vars["params"]),
         "discriminator_params": _count(d_vars["params"]),
+        "generator_params_with_stats": _with_stats(g_vars),
+        "discriminator_params_with_stats": _with_stats(d_vars),
         "generator_state": _count({k: v for k, v in g_vars.items() if k != "params"}),
         "discriminator_state": _count({k: v for k, v in d_vars.items() if k != "params"}),
         "generator_flops": g_flops,
@@ -65,6 +105,8 @@ def network_summary(config: Any) -> dict:
         "discriminator_blocks": _blocks(d_vars["params"]),
         "_variables": (g_vars, d_vars),
     }
+    summary.update(naive_twin_summary(config, summary))
+    return summary
 
 
 def format_summary(summary: dict) -> str:
@@ -81,6 +123,14 @@ def format_summary(summary: dict) -> str:
     lines.append(f"discriminator: {summary['discriminator_params']:>13,} params  "
                  f"{summary['discriminator_flops'] / 1e9:10.3f} GFLOPs per discriminated image")
     lines.append(f"total:         {summary['generator_params'] + summary['discriminator_params']:>13,} params")
+    lines.append(f"with statistics (BN running statistics, spectral-norm u / v): generator "
+                 f"{summary['generator_params_with_stats']:,}, discriminator "
+                 f"{summary['discriminator_params_with_stats']:,}")
+    if "naive_generator_params" in summary:
+        lines.append(f"naive twin generator: {summary['naive_generator_params']:,} params "
+                     f"({summary['naive_generator_params_with_stats']:,} with statistics); factorised saves "
+                     f"{summary['generator_params_saved_percent']:.2f} % "
+                     f"({summary['generator_params_with_stats_saved_percent']:.2f} % with statistics)")
     return "\n".join(lines)
 
 

@@ -43,7 +43,8 @@ def _build_dcgan(model: Any) -> tuple[nn.Module, nn.Module]:
     layers = _layers(model)
     dcgan._num_doublings(model.resolution)
     generator = dcgan.Generator(layers, resolution=model.resolution, channels=model.channels,
-                                width=model.g_width, batch_norm=model.batch_norm)
+                                width=model.g_width, batch_norm=model.batch_norm,
+                                factorised=bool(model.get("factorised", False)))
     discriminator = dcgan.Discriminator(layers, resolution=model.resolution, width=model.d_width,
                                         batch_norm=model.batch_norm,
                                         spectral_norm=model.spectral_norm)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from qgan_jax.models import common
+from qgan_jax.models import common, factorised_gan
 
 Array = jax.Array
 
@@ -35,6 +35,7 @@ class Generator(nn.Module):
     channels: int = 4
     width: int = 64
     batch_norm: bool = True
+    factorised: bool = False  # Each k4 transposed conv as a clean (4, 1) + (1, 4) pair (D14, same output sizes).
 
     @nn.compact
     def __call__(self, z: Array, train: bool = False) -> Array:
@@ -43,13 +44,14 @@ class Generator(nn.Module):
         for i in range(n):
             features = self.width * 2 ** (n - 1 - i)
             common.check_width("dcgan generator", "width", features, lay)
-            h = lay.conv_transpose(features, (4, 4), strides=1 if i == 0 else 2,
-                                   padding=0 if i == 0 else 1, bias=False, name=f"deconv{i + 1}")(h, train)
+            h = factorised_gan.conv_transpose(lay, features, (4, 4), factorised=self.factorised,
+                                              strides=1 if i == 0 else 2, padding=0 if i == 0 else 1, bias=False,
+                                              name=f"deconv{i + 1}")(h, train)
             if self.batch_norm:
                 h = lay.batch_norm(train, name=f"bn{i + 1}")(h)
             h = nn.relu(h)
-        h = lay.conv_transpose(self.channels, (4, 4), strides=2, padding=1, bias=False,
-                               name=f"deconv{n + 1}")(h, train)
+        h = factorised_gan.conv_transpose(lay, self.channels, (4, 4), factorised=self.factorised, strides=2,
+                                          padding=1, bias=False, name=f"deconv{n + 1}")(h, train)
         return jnp.tanh(h)
 
 

@@ -1,0 +1,193 @@
+"""Factorised convolutions: a ``(kh, kw)`` (transposed) convolution as ``(kh, 1)`` then ``(1, kw)`` (GF §9, D14).
+
+Two variants:
+
+* ``'factorised_keras'``: josephjojoe/factorised-image-generation as coded. Both halves are of the layer's
+  type, padded Keras ``'same'`` (or ``'valid'`` for regular convs), and both get the layer's strides, so a
+  stride-2 transposed pair upsamples x4 and leaves structural zeros (after the ``(k, 1)`` half the odd columns;
+  after the ``(1, k)`` half the odd rows and, for k = 3, the columns = 3 mod 4). The layer's ``activation``
+  runs after both halves (the reference puts tanh on both).
+* ``'factorised'``: clean. Strides ``(s_h, 1)`` then ``(1, s_w)``, the padding split per axis, nothing between
+  the halves, so the pair gives exactly the output size of the unfactorised layer.
+
+The halves come from the ``algebra`` switch (real, quaternion, PHC-n), so a factorised quaternion or PHC layer is
+a valid layer. Params: ``first`` (the ``(kh, 1)`` half, in -> features) and ``second`` (the ``(1, kw)`` half,
+features -> features), each holding its algebra layer's params (under ``first/layer`` with ``spectral_norm``).
+
+Transposed convolutions here also accept ``padding='SAME'`` with Keras / TF meaning (output = input * stride):
+the PyTorch-meaning scatter with ``p = pad_lo`` and ``output_padding = s - k_eff + 2 pad_lo`` (possibly -1, i.e.
+one more row cropped at the end), where ``pad_lo = max(k_eff - s, 0) // 2`` is the low 'SAME' padding of the
+forward convolution and ``k_eff = d (k - 1) + 1``. In lax terms the padding is ``(k_eff - 1 - pad_lo,
+s - 1 + pad_lo)``: k4 s2 -> (2, 2), k5 s2 -> (3, 2), k3 s2 -> (2, 1), k1 s2 -> (0, 1) (GF §12).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import jax
+from flax import linen as nn
+
+from qgan_jax.layers import algebra as algebra_lib
+from qgan_jax.layers import base, phc, real
+from qgan_jax.layers import quaternion as qt
+from qgan_jax.layers.normalization import SpectralNorm
+
+Array = jax.Array
+
+VARIANTS = ("factorised_keras", "factorised")
+
+
+def same_transpose_padding(kernel_size: Sequence[int], strides: Sequence[int],
+                           dilation: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Keras 'same' transposed conv as PyTorch-meaning ``(padding, output_padding)`` per dimension."""
+    pads, output_pads = [], []
+    for k, s, d in zip(kernel_size, strides, dilation):
+        k_eff = d * (k - 1) + 1
+        pad_lo = max(k_eff - s, 0) // 2
+        pads.append(pad_lo)
+        output_pads.append(s - k_eff + 2 * pad_lo)
+    return tuple(pads), tuple(output_pads)
+
+
+class _SamePadding:
+    """Mixin for ``base.ConvTransposeLayer``: ``padding='SAME'`` with Keras meaning, ints as before."""
+
+    def _run(self, x: Array, kernel: Array) -> Array:
+        if not isinstance(self.padding, str):
+            return super()._run(x, kernel)
+        owner = base.layer_label(self)
+        if self.padding.upper() != "SAME":
+            raise ValueError(f"{owner}: transposed-convolution padding is 'SAME' (Keras meaning), an int or one "
+                             f"int per spatial dimension (PyTorch meaning), got {self.padding!r}.")
+        strides = base.as_tuple(self.strides, self.ndim, "strides", owner)
+        dilation = base.as_tuple(self.kernel_dilation, self.ndim, "kernel_dilation", owner)
+        if any(base.as_tuple(self.output_padding, self.ndim, "output_padding", owner)):
+            raise ValueError(f"{owner}: output_padding must be 0 with padding 'SAME' (the output is input * "
+                             f"stride), got {self.output_padding}.")
+        padding, output_padding = same_transpose_padding(tuple(self.kernel_size), strides, dilation)
+        return base.conv_transpose(x, kernel, strides, padding, output_padding, dilation, self.precision)
+
+
+class SameConvTranspose(_SamePadding, real.ConvTranspose):
+    """``real.ConvTranspose`` that also takes ``padding='SAME'`` (Keras ``Conv2DTranspose`` geometry)."""
+
+
+class SameQuaternionConvTranspose(_SamePadding, qt.QuaternionConvTranspose):
+    """``QuaternionConvTranspose`` that also takes ``padding='SAME'`` (Keras geometry)."""
+
+
+class SamePHConvTranspose(_SamePadding, phc.PHConvTranspose):
+    """``PHConvTranspose`` that also takes ``padding='SAME'`` (Keras geometry)."""
+
+
+def conv_transpose(algebra: str, features: int, kernel_size, *, phc_n: Optional[int] = None, **kwargs):
+    """``algebra.conv_transpose`` whose layer also accepts ``padding='SAME'`` (Keras meaning)."""
+    algebra_lib.check_algebra(algebra, phc_n)
+    if algebra == "quaternion":
+        return SameQuaternionConvTranspose(features, kernel_size, **kwargs)
+    kwargs = {k: v for k, v in kwargs.items() if k != "init_criterion"}
+    if algebra == "phc":
+        return SamePHConvTranspose(phc_n, features, kernel_size, **kwargs)
+    return SameConvTranspose(features, kernel_size, **kwargs)
+
+
+class FactorisedConv(nn.Module):
+    """A ``(kh, kw)`` convolution as ``(kh, 1)`` then ``(1, kw)``: ``(N, H, W, in)`` -> ``(N, H', W', features)``.
+
+    ``kernel_size``, ``strides``: an int or two ints, those of the layer being factorised. ``padding``:
+    'factorised_keras' takes 'SAME' or 'VALID' (both halves); 'factorised' also takes an int or one int /
+    (lo, hi) pair per dimension (the first half pads H, the second W). ``layer_kwargs`` go to both halves'
+    algebra layers (kernel_init, bias_init, dtype, ...). ``activation``: that of the original layer.
+    """
+    features: int
+    kernel_size: base.IntOrSeq
+    _: dataclasses.KW_ONLY
+    variant: str = "factorised_keras"
+    algebra: str = "real"
+    phc_n: Optional[int] = None
+    strides: base.IntOrSeq = 1
+    padding: base.PaddingLike = "SAME"
+    use_bias: bool = True
+    activation: Optional[Callable[[Array], Array]] = None
+    spectral_norm: bool = False
+    layer_kwargs: Optional[Mapping[str, Any]] = None
+
+    transposed = False
+
+    def _make_half(self, features: int, kernel_size: tuple[int, int], **kw) -> nn.Module:
+        return algebra_lib.conv(self.algebra, features, kernel_size, phc_n=self.phc_n, **kw)
+
+    def _split_padding(self, owner: str) -> tuple[dict, dict]:
+        """Padding keyword arguments of the two halves."""
+        if isinstance(self.padding, str):
+            return {"padding": self.padding}, {"padding": self.padding}
+        if self.variant == "factorised_keras":
+            raise ValueError(f"{owner}: variant 'factorised_keras' pads both halves Keras-style, so padding must "
+                             f"be 'SAME' or 'VALID', got {self.padding!r}.")
+        pad_h, pad_w = base.conv_padding(self.padding, 2, owner)
+        return {"padding": [pad_h, (0, 0)]}, {"padding": [(0, 0), pad_w]}
+
+    @nn.compact
+    def __call__(self, x: Array, update_stats: bool = False) -> Array:
+        """x: ``(N, H, W, in)`` -> ``(N, H', W', features)``; ``update_stats`` advances spectral norm."""
+        owner = base.layer_label(self)
+        if self.variant not in VARIANTS:
+            raise ValueError(f"{owner}: variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}.")
+        kh, kw = base.as_tuple(self.kernel_size, 2, "kernel_size", owner)
+        sh, sw = base.as_tuple(self.strides, 2, "strides", owner)
+        if x.ndim != 4:
+            raise ValueError(f"{owner}: factorised layers are 2-D and need input (N, H, W, C), got shape "
+                             f"{tuple(x.shape)}.")
+        if self.variant == "factorised_keras":
+            strides = ((sh, sw), (sh, sw))
+        else:
+            strides = ((sh, 1), (1, sw))
+        pads = self._split_padding(owner)
+        kwargs = dict(self.layer_kwargs or {})
+        kwargs["use_bias"] = self.use_bias
+        h = x
+        for i, (name, ksize) in enumerate((("first", (kh, 1)), ("second", (1, kw)))):
+            if self.spectral_norm:
+                layer = SpectralNorm(self._make_half(self.features, ksize, strides=strides[i], parent=None,
+                                                     **pads[i], **kwargs), name=name)
+                h = layer(h, update_stats=update_stats)
+            else:
+                h = self._make_half(self.features, ksize, strides=strides[i], name=name, **pads[i],
+                                    **kwargs)(h)
+            if self.activation is not None and (i == 1 or self.variant == "factorised_keras"):
+                h = self.activation(h)
+        return h
+
+
+class FactorisedConvTranspose(FactorisedConv):
+    """A ``(kh, kw)`` transposed conv as ``(kh, 1)`` then ``(1, kw)``: ``(N, H, W, in)`` -> ``(N, H', W', features)``.
+
+    ``padding``: 'SAME' (Keras geometry: each half multiplies its sizes by its strides, so a 'factorised_keras'
+    pair with stride s upsamples by s^2), or for 'factorised' also an int or one int per dimension with
+    ``output_padding`` (PyTorch meaning, split per axis: the output size is the unfactorised layer's).
+    """
+    output_padding: base.IntOrSeq = 0
+
+    transposed = True
+
+    def _make_half(self, features: int, kernel_size: tuple[int, int], **kw) -> nn.Module:
+        return conv_transpose(self.algebra, features, kernel_size, phc_n=self.phc_n, **kw)
+
+    def _split_padding(self, owner: str) -> tuple[dict, dict]:
+        if isinstance(self.padding, str):
+            if self.padding.upper() != "SAME":
+                raise ValueError(f"{owner}: transposed padding must be 'SAME', an int or one int per spatial "
+                                 f"dimension, got {self.padding!r}.")
+            if any(base.as_tuple(self.output_padding, 2, "output_padding", owner)):
+                raise ValueError(f"{owner}: output_padding must be 0 with padding 'SAME', got "
+                                 f"{self.output_padding}.")
+            return {"padding": "SAME"}, {"padding": "SAME"}
+        if self.variant == "factorised_keras":
+            raise ValueError(f"{owner}: variant 'factorised_keras' pads both halves Keras-style, so padding must "
+                             f"be 'SAME', got {self.padding!r}.")
+        ph, pw = base.as_tuple(self.padding, 2, "padding", owner)
+        oh, ow = base.as_tuple(self.output_padding, 2, "output_padding", owner)
+        return ({"padding": (ph, 0), "output_padding": (oh, 0)},
+                {"padding": (0, pw), "output_padding": (0, ow)})
