@@ -1,0 +1,212 @@
+"""Involution (Li et al., CVPR 2021), squeeze-and-excitation and the GIU module of GIU-GANs (D10), NHWC.
+
+``Involution``: per-position, per-group K x K kernels generated from the input by two 1x1 convolutions
+(``reduce`` C -> C/r without bias, ``bn`` with PyTorch semantics, ReLU, ``span`` C/r -> G*K*K with bias; the
+generator sees the ``s x s`` average-pooled input when strided), applied to zero-padded K x K input patches
+(giu_factorised.md §1). Kernel channel ``q = g*K*K + i*K + j`` is tap ``(i, j)`` of group ``g``; channel ``c``
+belongs to group ``c // group_channels``. Vectorised: the patches come from one
+``lax.conv_general_dilated_patches`` call (feature order ``c*K*K + i*K + j``), no loop over positions or taps.
+
+``SqueezeExcite``: ``x * sigmoid(fc2(relu(fc1(mean_HW x))))`` with biased dense layers ``fc1`` (C -> C/r) and
+``fc2`` (C/r -> C). ``GIU``: ``Involution(K, stride 1)`` applied to ``SqueezeExcite(x)``, no residual.
+
+The 1x1 convolutions and dense layers follow the ``algebra`` switch (real / quaternion / PHC-n) and can be
+spectrally normalised (D4, D11); with ``spectral_norm=True`` a submodule's params sit under ``<name>/layer``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+from flax import linen as nn
+from jax import lax
+
+from qgan_jax.layers import algebra as algebra_lib
+from qgan_jax.layers import base
+from qgan_jax.layers.normalization import SpectralNorm
+from qgan_jax.layers.rbn import BatchNorm
+
+Array = jax.Array
+
+
+def kaiming_normal_fan_out() -> Callable:
+    """N(0, 2 / fan_out), fan_out = out * prod(kernel) on HWIO (mmcv's involution init), sampled flat."""
+    def init(key, shape, dtype=jnp.float32):
+        std = math.sqrt(2.0 / (shape[-1] * math.prod(shape[:-2])))
+        return std * jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
+    return init
+
+
+def torch_linear_init() -> Callable:
+    """PyTorch ``nn.Linear``'s default kernel init, U(+-1/sqrt(fan_in)), sampled flat."""
+    def init(key, shape, dtype=jnp.float32):
+        bound = 1.0 / math.sqrt(max(math.prod(shape[:-1]), 1))
+        return jax.random.uniform(key, (math.prod(shape),), dtype, -bound, bound).reshape(shape)
+    return init
+
+
+@dataclasses.dataclass(frozen=True)
+class _Factory:
+    """Builds the channel-mixing sublayers of one algebra, optionally spectrally normalised."""
+    algebra: str
+    phc_n: Optional[int]
+    spectral_norm: bool
+    kernel_init: Any
+    dtype: Any
+    precision: Any
+
+    def _kwargs(self, bias: bool, bias_init: Any, default_init: Callable) -> dict:
+        kwargs = {"use_bias": bias, "bias_init": bias_init, "dtype": self.dtype, "precision": self.precision}
+        if self.algebra == "real":
+            kwargs["kernel_init"] = self.kernel_init if self.kernel_init is not None else default_init
+        elif self.algebra == "quaternion" and self.kernel_init is not None:
+            kwargs["kernel_init"] = self.kernel_init
+        return kwargs
+
+    def _build(self, make: Callable[..., nn.Module], name: str) -> Callable[[Array, bool], Array]:
+        """Creates the layer under ``name`` in the calling module (inside SpectralNorm when asked)."""
+        if self.spectral_norm:
+            wrapped = SpectralNorm(make(parent=None), name=name)
+            return lambda x, train: wrapped(x, update_stats=train)
+        layer = make(name=name)
+        return lambda x, train: layer(x)
+
+    def conv1x1(self, features: int, *, name: str, bias: bool) -> Callable[[Array, bool], Array]:
+        kwargs = self._kwargs(bias, "zeros", kaiming_normal_fan_out())
+        return self._build(lambda **p: algebra_lib.conv(self.algebra, features, (1, 1), phc_n=self.phc_n,
+                                                        padding="VALID", **kwargs, **p), name)
+
+    def dense(self, features: int, *, name: str) -> Callable[[Array, bool], Array]:
+        kwargs = self._kwargs(True, "torch", torch_linear_init())
+        return self._build(lambda **p: algebra_lib.dense(self.algebra, features, phc_n=self.phc_n,
+                                                         **kwargs, **p), name)
+
+
+def _factory(module: nn.Module) -> _Factory:
+    algebra_lib.check_algebra(module.algebra, module.phc_n if module.algebra == "phc" else None)
+    return _Factory(module.algebra, module.phc_n if module.algebra == "phc" else None, module.spectral_norm,
+                    module.kernel_init, module.dtype, module.precision)
+
+
+def _check_positive(owner: str, what: str, value: Any) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{owner}: {what} must be a positive int, got {value!r}.")
+
+
+class Involution(nn.Module):
+    """x ``(N, H, W, C)`` -> ``(N, H/stride, W/stride, C)``; C divisible by ``group_channels`` and ``reduction``.
+
+    ``kernel_init``: None = Kaiming-normal fan_out for real layers (the official init), the layer's own init for
+    quaternion / PHC; a callable (or a quaternion init name) otherwise. Biases start at 0.
+    """
+    kernel_size: int = 3
+    stride: int = 1
+    group_channels: int = 16
+    reduction: int = 4
+    _: dataclasses.KW_ONLY
+    algebra: str = "real"
+    phc_n: Optional[int] = None
+    spectral_norm: bool = False
+    kernel_init: Any = None
+    bn_momentum: float = 0.1
+    bn_epsilon: float = 1e-5
+    dtype: Optional[Any] = None
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        owner = base.layer_label(self)
+        k, s, gc = self.kernel_size, self.stride, self.group_channels
+        for what, value in (("kernel_size", k), ("stride", s), ("group_channels", gc),
+                            ("reduction", self.reduction)):
+            _check_positive(owner, what, value)
+        if k % 2 == 0:
+            raise ValueError(f"{owner}: kernel_size must be odd, got {k}.")
+        if x.ndim != 4:
+            raise ValueError(f"{owner}: expected NHWC input (N, H, W, C), got shape {tuple(x.shape)}.")
+        n, h, w, c = x.shape
+        base.check_divisible(owner, "channels", c, gc)
+        base.check_divisible(owner, "channels", c, self.reduction)
+        if h % s or w % s:
+            raise ValueError(f"{owner}: with stride {s} the input height and width must be divisible by {s}, "
+                             f"got {h}x{w}.")
+        groups = c // gc
+        make = _factory(self)
+
+        # Kernel generation, one kernel per output position and group: (N, Ho, Wo, G*K*K).
+        xk = x if s == 1 else nn.avg_pool(x, (s, s), strides=(s, s))
+        hk = make.conv1x1(c // self.reduction, name="reduce", bias=False)(xk, train)
+        hk = BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
+                       dtype=self.dtype, name="bn")(hk)
+        kernel = make.conv1x1(groups * k * k, name="span", bias=True)(nn.relu(hk), train)
+
+        # Multiply-add over zero-padded K x K patches; the patch features are channel-major (c*K*K + tap).
+        dtype = jnp.result_type(x.dtype, kernel.dtype)
+        pad = (k - 1) // 2
+        patches = lax.conv_general_dilated_patches(
+            x.astype(dtype), (k, k), (s, s), [(pad, pad), (pad, pad)],
+            dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=lax.Precision.HIGHEST)
+        ho, wo = patches.shape[1:3]
+        patches = patches.reshape(n, ho, wo, groups, gc, k * k)
+        kernel = kernel.astype(dtype).reshape(n, ho, wo, groups, 1, k * k)
+        return jnp.sum(patches * kernel, axis=-1).reshape(n, ho, wo, c)
+
+
+class SqueezeExcite(nn.Module):
+    """x ``(N, H, W, C)`` -> ``x * a``, ``a = sigmoid(fc2(relu(fc1(mean_HW x))))`` ``(N, 1, 1, C)``.
+
+    ``kernel_init``: None = PyTorch ``nn.Linear``'s default for real layers; biases U(+-1/sqrt(fan_in)).
+    """
+    reduction: int = 16
+    _: dataclasses.KW_ONLY
+    algebra: str = "real"
+    phc_n: Optional[int] = None
+    spectral_norm: bool = False
+    kernel_init: Any = None
+    dtype: Optional[Any] = None
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = False) -> Array:
+        owner = base.layer_label(self)
+        _check_positive(owner, "reduction", self.reduction)
+        if x.ndim != 4:
+            raise ValueError(f"{owner}: expected NHWC input (N, H, W, C), got shape {tuple(x.shape)}.")
+        c = x.shape[-1]
+        base.check_divisible(owner, "channels", c, self.reduction)
+        make = _factory(self)
+        z = jnp.mean(x, axis=(1, 2))
+        a = nn.relu(make.dense(c // self.reduction, name="fc1")(z, train))
+        a = nn.sigmoid(make.dense(c, name="fc2")(a, train))
+        return x * a[:, None, None, :].astype(x.dtype)
+
+
+class GIU(nn.Module):
+    """Global Information Utilization: ``Involution(K, stride 1)(SqueezeExcite(x))``; x ``(N, H, W, C)`` -> same.
+
+    Submodules ``se`` and ``involution``; ``reduction`` is the involution's r_1 (4 reproduces the paper's
+    counts, D10), ``se_reduction`` the SE's r_2.
+    """
+    kernel_size: int = 3
+    group_channels: int = 16
+    reduction: int = 4
+    se_reduction: int = 16
+    _: dataclasses.KW_ONLY
+    algebra: str = "real"
+    phc_n: Optional[int] = None
+    spectral_norm: bool = False
+    kernel_init: Any = None
+    dtype: Optional[Any] = None
+    precision: Any = None
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool) -> Array:
+        shared = dict(algebra=self.algebra, phc_n=self.phc_n, spectral_norm=self.spectral_norm,
+                      kernel_init=self.kernel_init, dtype=self.dtype, precision=self.precision)
+        x = SqueezeExcite(self.se_reduction, name="se", **shared)(x, train=train)
+        return Involution(self.kernel_size, 1, self.group_channels, self.reduction, name="involution",
+                          **shared)(x, train=train)
