@@ -1,24 +1,45 @@
-"""qgan_jax entry point: ``python main.py --config=configs/<file>.py --workdir=DIR [--mode=...]``.
+"""qgan_jax entry point: ``python main.py --config=configs/<file>.py --workdir=DIR [--mode=train|summary|sample]``.
 
-Intentionally thin: flags only; all logic lives in the library.
+Intentionally thin: flags only; all logic lives in the library (``qgan_jax.train``), importable from tests and
+notebooks. ``--config.a.b=value`` overrides a config field.
 """
 
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
+
+from qgan_jax import parallel
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
-flags.DEFINE_enum("mode", "train", ["train", "summary", "sample"], "What to do.")
+flags.DEFINE_enum("mode", "train", ["train", "summary", "sample"],
+                  "train: train or resume; summary: parameter / FLOP counts; sample: images from the latest "
+                  "checkpoint into DIR/samples.npz.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
-  del argv
-  raise SystemExit(f"--mode={FLAGS.mode} is not available yet: the layer foundation is in place; "
-                   "models and the trainer arrive with the next issues.")
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    parallel.initialize_distributed()  # Multi-host / multi-process launches only; before any device use.
+    from qgan_jax import train
+
+    try:
+        if FLAGS.mode == "train":
+            train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+        elif FLAGS.mode == "sample":
+            train.sample(FLAGS.config, FLAGS.workdir)
+        else:
+            from qgan_jax import summary
+            summary.run(FLAGS.config, FLAGS.workdir)
+    except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as error:
+        if logging.get_verbosity() > logging.INFO:  # --verbosity=1 (or more) shows the traceback.
+            raise
+        raise SystemExit(f"error: {error} ({type(error).__name__}; --verbosity=1 shows the traceback)") from None
+    logging.flush()
 
 
 if __name__ == "__main__":
-  app.run(main)
+    app.run(main)

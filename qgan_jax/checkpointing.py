@@ -1,0 +1,74 @@
+"""Checkpoints of the whole training state with Orbax: `<workdir>/checkpoints/<step>/`, keep the last K.
+
+Orbax writes each checkpoint into a temporary directory and renames it to `<step>` only once it is complete, so a
+half-written checkpoint (preemption, crash, full disk) never replaces a good one; leftovers of an interrupted save
+are removed the next time a manager opens the directory. Saves are asynchronous: the training loop continues while
+the previous state is written, and `wait()` blocks until everything is on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from typing import Any
+
+import jax
+import orbax.checkpoint as ocp
+
+CHECKPOINTS_DIR = 'checkpoints'
+
+
+def checkpoint_dir(workdir: str | os.PathLike) -> pathlib.Path:
+    """`<workdir>/checkpoints` as an absolute path (Orbax needs one)."""
+    return pathlib.Path(workdir).expanduser().absolute() / CHECKPOINTS_DIR
+
+
+class Checkpointer:
+    """Saves / restores a state pytree under `<workdir>/checkpoints/<step>`, keeping the `keep` most recent."""
+
+    def __init__(self, workdir: str | os.PathLike, *, keep: int = 3, asynchronous: bool = True,
+                 read_only: bool = False):
+        if keep < 1:
+            raise ValueError(f'checkpoint.keep={keep} must be >= 1')
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep,
+            create=not read_only,
+            read_only=read_only,
+            cleanup_tmp_directories=not read_only,
+            enable_async_checkpointing=asynchronous,
+        )
+        self.directory = checkpoint_dir(workdir)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest_step(self) -> int | None:
+        """The step of the newest complete checkpoint, or None."""
+        return self.manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def save(self, step: int, state: Any) -> None:
+        """Starts saving `state` as checkpoint `step` (asynchronously; a step already saved is skipped)."""
+        if step in self.manager.all_steps():
+            return
+        self.manager.save(step, args=ocp.args.StandardSave(state), force=True)
+
+    def restore(self, abstract_state: Any, step: int | None = None) -> Any:
+        """Restores checkpoint `step` (default: the latest) into the structure, dtypes and shardings of
+        `abstract_state` (a pytree of `jax.ShapeDtypeStruct` with `sharding`, e.g. from `jax.eval_shape`)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f'no checkpoint under {str(self.directory)!r}')
+        return self.manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+
+    def reached_preemption(self, step: int) -> bool:
+        """True on every process once JAX's preemption notice (multi-process runs) has reached `step`."""
+        return jax.process_count() > 1 and self.manager.reached_preemption(step)
+
+    def wait(self) -> None:
+        """Blocks until pending asynchronous saves are complete."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()

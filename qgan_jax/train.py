@@ -1,0 +1,649 @@
+"""GAN training: the state pytree, optimisers, the jitted training step, the training loop and sampling.
+
+One training step (`make_train_step`) = `train.n_critic` discriminator updates, each on its own real batch, then one
+generator update, as in the QSNGAN reference (decisions D9, quaternion_phc.md §12):
+
+  for each critic iteration i:  z_i ~ N(0, I);  fake_i = G(z_i)  (train mode: G's BN statistics update once per
+                                iteration);  one D forward on concat([real_i, stop_gradient(fake_i)]);
+                                L_D = loss + gp_weight * GP + r1_gamma / 2 * R1;  optimiser step on D
+  generator update:             the last iteration's fake (its G forward's VJP is kept, so G does not run twice)
+                                through the freshly updated D (train mode: one more spectral-norm power
+                                iteration);  optimiser step on G;  EMA of G's parameters.
+
+All randomness of step s comes from `fold_in(state.rng, s)`, and the data of step s is a function of
+(train.seed, s), so a resumed run computes exactly what an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import signal
+import time
+from typing import Any, Callable, Mapping
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from absl import logging
+
+from qgan_jax import checkpointing, data, losses, observability, parallel
+
+# Streams derived from the base key PRNGKey(train.seed) with fold_in, so that each use has its own.
+_INIT_STREAM, _STEP_STREAM, _GRID_STREAM, _SAMPLE_STREAM, _EVAL_STREAM = 0, 1, 2, 3, 4
+
+OPTIMIZERS = ('adam', 'rmsprop', 'adagrad')
+# RNG streams a model may draw from in train mode (dropout, StyleGAN noise inputs, style mixing); each forward pass
+# gets its own keys, folded from the step key.
+RNG_STREAMS = ('dropout', 'noise', 'mixing')
+SAMPLES_FILE = 'samples.npz'
+
+
+@flax.struct.dataclass
+class GANState:
+    """Everything a run needs to resume: a pytree of arrays (checkpointed whole).
+
+    step: int32 () generator updates done.  g_params / d_params: trainable parameters.  g_state / d_state: the
+    non-trainable collections (`batch_stats`: BN statistics, spectral-norm u / v), `{}` when a network has none.
+    g_opt_state / d_opt_state: optimiser states.  ema_params: EMA of g_params (`{}` when train.ema_decay = 0).
+    rng: uint32 (2,) key; step s draws from `fold_in(rng, s)`.
+    """
+
+    step: jax.Array
+    g_params: Any
+    d_params: Any
+    g_state: Any
+    d_state: Any
+    g_opt_state: Any
+    d_opt_state: Any
+    ema_params: Any
+    rng: jax.Array
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Configuration.
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Raises a one-sentence ValueError naming the first training field with a value that is not allowed."""
+    train = config.train
+    for name in ('num_steps', 'batch_size', 'n_critic', 'seed', 'log_every'):
+        value = train[name]
+        _require(isinstance(value, int) and not isinstance(value, bool),
+                 f'train.{name}={value!r} must be an integer')
+    _require(train.num_steps >= 0, f'train.num_steps={train.num_steps} must be >= 0')
+    _require(train.batch_size >= 1, f'train.batch_size={train.batch_size} must be >= 1')
+    _require(train.n_critic >= 1, f'train.n_critic={train.n_critic} must be >= 1')
+    _require(train.seed >= 0, f'train.seed={train.seed} must be >= 0')
+    _require(train.log_every >= 1, f'train.log_every={train.log_every} must be >= 1')
+    _require(0.0 <= train.ema_decay < 1.0, f'train.ema_decay={train.ema_decay} must lie in [0, 1) (0 = off)')
+    _require(config.checkpoint.every_steps >= 0,
+             f'checkpoint.every_steps={config.checkpoint.every_steps} must be >= 0 (0 = only the final step)')
+    _require(config.checkpoint.keep >= 1, f'checkpoint.keep={config.checkpoint.keep} must be >= 1')
+    _require(config.sample.every_steps >= 0,
+             f'sample.every_steps={config.sample.every_steps} must be >= 0 (0 = only the final step)')
+    _require(config.sample.num_images >= 1, f'sample.num_images={config.sample.num_images} must be >= 1')
+    _require(config.sample.get('batch_size', 1) >= 1,
+             f'sample.batch_size={config.sample.get("batch_size")} must be >= 1')
+    _require(config.loss.name in losses.LOSSES,
+             f'loss.name={config.loss.name!r} is unknown; allowed: {", ".join(losses.LOSSES)}')
+    _require(config.loss.gp_weight >= 0, f'loss.gp_weight={config.loss.gp_weight} must be >= 0 (0 = off)')
+    _require(config.loss.r1_gamma >= 0, f'loss.r1_gamma={config.loss.r1_gamma} must be >= 0 (0 = off)')
+    for net in ('g', 'd'):
+        opt = config.optimizer[net]
+        _require(opt.name in OPTIMIZERS,
+                 f'optimizer.{net}.name={opt.name!r} is unknown; allowed: {", ".join(OPTIMIZERS)}')
+        _require(opt.lr > 0, f'optimizer.{net}.lr={opt.lr} must be > 0')
+    _require(config.model.z_dim >= 1, f'model.z_dim={config.model.z_dim} must be >= 1')
+    _require(config.eval.every_steps >= 0, f'eval.every_steps={config.eval.every_steps} must be >= 0 (0 = off)')
+    data.parse_source(config.data.source)
+
+
+def check_data_matches_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> None:
+    """Raises a ValueError when the stored images (H, W, C) do not fit model.resolution / model.channels."""
+    height, width, channels = image_shape
+    resolution = config.model.resolution
+    if (height, width) != (resolution, resolution):
+        raise ValueError(f'data.source={config.data.source!r} gives {height}x{width} images but '
+                         f'model.resolution={resolution}; set data.image_size={resolution} (and data.center_crop '
+                         'for non-square images)')
+    model_channels = data.num_channels(config.data, channels)
+    if model_channels != config.model.channels:
+        raise ValueError(f'model.channels={config.model.channels} but the data gives {model_channels} channels '
+                         f'(data.quaternion={config.data.quaternion!r}, {channels}-channel images); use '
+                         "data.quaternion='zero' with 4-channel (quaternion) models, 'none' with RGB / gray ones")
+
+
+def prepare_workdir(workdir: str | os.PathLike) -> pathlib.Path:
+    """Creates `workdir` and checks that it is writable; raises a one-line error otherwise."""
+    path = pathlib.Path(workdir).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f'.write_test_{os.getpid()}'
+        probe.write_bytes(b'')
+        probe.unlink()
+    except OSError as error:
+        raise PermissionError(f'workdir={str(workdir)!r} is not a writable directory ({error.strerror or error}); '
+                              'pass a --workdir you can write to') from error
+    return path
+
+
+def make_optimizer(opt_config: ml_collections.ConfigDict, net: str = 'g') -> optax.GradientTransformation:
+    """The optax optimiser of one network: adam (lr, b1, b2, eps), rmsprop (lr, decay, eps; PyTorch's eps outside
+    the square root) or adagrad (lr, eps)."""
+    name = opt_config.name
+    if name == 'adam':
+        return optax.adam(opt_config.lr, b1=opt_config.b1, b2=opt_config.b2, eps=opt_config.eps)
+    if name == 'rmsprop':
+        return optax.rmsprop(opt_config.lr, decay=opt_config.get('decay', 0.99), eps=opt_config.eps,
+                             eps_in_sqrt=False)
+    if name == 'adagrad':
+        return optax.adagrad(opt_config.lr, eps=opt_config.eps)
+    raise ValueError(f'optimizer.{net}.name={name!r} is unknown; allowed: {", ".join(OPTIMIZERS)}')
+
+
+def build_models(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
+    """(generator, discriminator) flax modules from the model registry (`qgan_jax.models.build`)."""
+    from qgan_jax import models
+    return models.build(config)
+
+
+def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy with model.channels resolved (0 = auto) and data.quaternion consistent (`models.resolve`)."""
+    from qgan_jax import models
+    resolve = getattr(models, 'resolve', None)
+    return resolve(config) if resolve is not None else config
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# State.
+
+
+def _split_variables(variables: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    variables = dict(variables)
+    params = variables.pop('params', {})
+    return params, variables
+
+
+def _apply(module: Any, params: Any, state: Mapping[str, Any], inputs: jax.Array, train: bool,
+           key: jax.Array | None = None) -> tuple[jax.Array, dict[str, Any]]:
+    """module(inputs) -> (output, new non-trainable state); train mode updates BN / spectral-norm state.
+
+    `key` feeds the RNG_STREAMS (models without randomness ignore them).
+    """
+    variables = {'params': params, **state}
+    rngs = None if key is None else {name: jax.random.fold_in(key, i) for i, name in enumerate(RNG_STREAMS)}
+    if train and state:
+        output, new_state = module.apply(variables, inputs, train=True, mutable=list(state), rngs=rngs)
+        return output, dict(new_state)
+    return module.apply(variables, inputs, train=train, rngs=rngs), dict(state)
+
+
+def base_key(config: ml_collections.ConfigDict) -> jax.Array:
+    return jax.random.PRNGKey(config.train.seed)
+
+
+def init_state(config: ml_collections.ConfigDict, generator: Any, discriminator: Any,
+               g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
+               image_shape: tuple[int, int, int]) -> GANState:
+    """A fresh GANState from `train.seed` (jittable; `image_shape` is the model's (H, W, C) input)."""
+    key = base_key(config)
+    g_key, d_key = jax.random.split(jax.random.fold_in(key, _INIT_STREAM))
+    z = jnp.zeros((1, config.model.z_dim), jnp.float32)
+    g_params, g_state = _split_variables(generator.init({'params': g_key}, z, train=False))
+    images = jnp.zeros((1, *image_shape), jnp.float32)
+    d_params, d_state = _split_variables(discriminator.init({'params': d_key}, images, train=False))
+    ema_params = jax.tree.map(jnp.copy, g_params) if config.train.ema_decay > 0 else {}
+    return GANState(
+        step=jnp.zeros((), jnp.int32),
+        g_params=g_params, d_params=d_params, g_state=g_state, d_state=d_state,
+        g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
+        ema_params=ema_params,
+        rng=jax.random.fold_in(key, _STEP_STREAM),
+    )
+
+
+def step_key(state: GANState) -> jax.Array:
+    """The key of the step `state` is about to take: fold_in(state.rng, state.step)."""
+    return jax.random.fold_in(state.rng, state.step)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The training step.
+
+
+def make_train_step(config: ml_collections.ConfigDict, generator: Any, discriminator: Any,
+                    g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation, *,
+                    mesh: jax.sharding.Mesh | None = None) -> Callable:
+    """The pure training step `(state, batch, key) -> (state, metrics)` (jit it; see the module docstring).
+
+    batch: uint8 (n_critic, B, H, W, C) NHWC, one real batch per critic iteration, preprocessed inside the step
+    (scaling to [-1, 1], flips, the quaternion mapping of config.data).  key: the step's key (`step_key(state)`).
+    metrics: float32 scalars — d_loss (the whole D objective), d_adv, d_real / d_fake (mean logits), gp, r1 and
+    d_grad_norm averaged over the critic iterations; g_loss and g_grad_norm of the generator update.
+    `mesh`: when given, latents and fakes are constrained to the batch sharding, so G runs data-parallel too.
+    """
+    loss = losses.get_loss(config.loss.name)
+    gp_weight, r1_gamma = float(config.loss.gp_weight), float(config.loss.r1_gamma)
+    ema_decay = float(config.train.ema_decay)
+    z_dim = int(config.model.z_dim)
+    data_config = config.data
+    batch_sharding = None if mesh is None else parallel.batch_sharding(mesh)
+
+    def constrain(x):
+        return x if batch_sharding is None else jax.lax.with_sharding_constraint(x, batch_sharding)
+
+    def critic_iteration(d_params, d_opt_state, d_state, g_params, g_state, real_uint8, key):
+        """One D update; also returns G's fake, its new statistics and its VJP (for the generator update)."""
+        z_key, flip_key, gp_key, g_key, d_key = jax.random.split(key, 5)
+        real = constrain(data.preprocess(real_uint8, data_config, flip_key if data_config.random_flip else None))
+        batch_size = real.shape[0]
+        z = constrain(jax.random.normal(z_key, (batch_size, z_dim), jnp.float32))
+        # The VJP keeps this forward's residuals for G's gradient, so the generator update (which reuses the
+        # last iteration's fake, D9) needs no second G forward; unused VJPs are removed by XLA.
+        g_fake, g_vjp, new_g_state = jax.vjp(
+            lambda params: _apply(generator, params, g_state, z, train=True, key=g_key), g_params, has_aux=True)
+        fake = jax.lax.stop_gradient(constrain(g_fake)).astype(real.dtype)
+
+        def d_objective(params):
+            logits, state = _apply(discriminator, params, d_state, jnp.concatenate([real, fake]), train=True,
+                                   key=jax.random.fold_in(d_key, 0))
+            logits = logits.astype(jnp.float32)
+            real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
+            adversarial = loss.d_loss(real_logits, fake_logits)
+            total, gp, r1 = adversarial, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)
+
+            def d_fn(x, stream):
+                return _apply(discriminator, params, state, x, train=True, key=jax.random.fold_in(d_key, stream))
+
+            if gp_weight > 0:
+                gp, state = losses.gradient_penalty(lambda x: d_fn(x, 1), real, fake, gp_key, has_aux=True)
+                total = total + gp_weight * gp
+            if r1_gamma > 0:
+                r1, state = losses.r1_penalty(lambda x: d_fn(x, 2), real, has_aux=True)
+                total = total + 0.5 * r1_gamma * r1
+            metrics = {'d_loss': total, 'd_adv': adversarial, 'd_real': jnp.mean(real_logits),
+                       'd_fake': jnp.mean(fake_logits), 'gp': gp, 'r1': r1}
+            return total, (state, metrics)
+
+        grads, (new_d_state, metrics) = jax.grad(d_objective, has_aux=True)(d_params)
+        updates, d_opt_state = d_tx.update(grads, d_opt_state, d_params)
+        d_params = optax.apply_updates(d_params, updates)
+        metrics['d_grad_norm'] = optax.global_norm(grads)
+        return d_params, d_opt_state, new_d_state, new_g_state, g_fake, g_vjp, metrics
+
+    def train_step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANState, dict[str, jax.Array]]:
+        if batch.ndim != 5 or batch.dtype != jnp.uint8:
+            raise ValueError(f'the training batch must be uint8 (n_critic, B, H, W, C), got {batch.dtype} '
+                             f'{batch.shape}')
+        n_critic = batch.shape[0]
+        critic_keys = jax.random.split(jax.random.fold_in(key, 0), n_critic)
+        g_step_key = jax.random.fold_in(key, 1)
+        d_params, d_opt_state, d_state, g_state = state.d_params, state.d_opt_state, state.d_state, state.g_state
+        history = []
+        # Unrolled, not lax.scan: n_critic is small, and XLA:CPU runs convolutions inside loops ~9x slower.
+        for i in range(n_critic):
+            d_params, d_opt_state, d_state, g_state, fake, g_vjp, metrics = critic_iteration(
+                d_params, d_opt_state, d_state, state.g_params, g_state, batch[i], critic_keys[i])
+            history.append(metrics)
+        critic_metrics = jax.tree.map(lambda *values: jnp.stack(values), *history)
+
+        def g_objective(fake):
+            # The last critic iteration's fake (same G parameters), through the freshly updated D in train mode.
+            logits, new_d_state = _apply(discriminator, d_params, d_state, constrain(fake), train=True,
+                                         key=g_step_key)
+            return loss.g_loss(logits.astype(jnp.float32)), new_d_state
+
+        (g_loss, d_state), fake_grads = jax.value_and_grad(g_objective, has_aux=True)(fake)
+        (g_grads,) = g_vjp(fake_grads)
+        updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
+        g_params = optax.apply_updates(state.g_params, updates)
+        ema_params = state.ema_params
+        if ema_decay > 0:
+            ema_params = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema_params, g_params)
+        new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params, g_state=g_state,
+                                  d_state=d_state, g_opt_state=g_opt_state, d_opt_state=d_opt_state,
+                                  ema_params=ema_params)
+        metrics = {name: jnp.mean(value) for name, value in critic_metrics.items()}
+        metrics.update(g_loss=g_loss, g_grad_norm=optax.global_norm(g_grads))
+        return new_state, metrics
+
+    return train_step
+
+
+def jit_train_step(train_step: Callable, mesh: jax.sharding.Mesh) -> Callable:
+    """`(state, batch) -> (state, metrics)` under one jax.jit: the key is `step_key(state)` (derived on device),
+    the state is replicated and donated, the batch sharded on `data` along its axis 1."""
+    replicated = parallel.replicated(mesh)
+
+    def step(state, batch):
+        return train_step(state, batch, step_key(state))
+
+    return jax.jit(step, in_shardings=(replicated, parallel.batch_sharding(mesh, 1)),
+                   out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+
+def make_generate(generator: Any, mesh: jax.sharding.Mesh) -> Callable:
+    """Jitted `(params, g_state, z) -> images`: G in eval mode (stored statistics), z (N, z_dim) -> (N, H, W, C),
+    N sharded on `data` (N must be a multiple of the device count)."""
+    batch = parallel.batch_sharding(mesh)
+    replicated = parallel.replicated(mesh)
+
+    def generate(params, g_state, z):
+        return _apply(generator, params, g_state, z, train=False)[0].astype(jnp.float32)
+
+    return jax.jit(generate, in_shardings=(replicated, replicated, batch), out_shardings=batch)
+
+
+def generate_images(generate: Callable, params: Any, g_state: Any, z: np.ndarray, mesh: jax.sharding.Mesh,
+                    batch_size: int, data_config: Any) -> np.ndarray:
+    """uint8 (N, H, W, 3 or 1) display images (quaternion real part dropped) for latents z (N, z_dim), generated
+    in chunks of `batch_size` (rounded up to a multiple of the device count; the last chunk is padded)."""
+    devices = mesh.devices.size
+    chunk = -(-max(1, min(batch_size, len(z))) // devices) * devices
+    outputs = []
+    for start in range(0, len(z), chunk):
+        part = np.asarray(z[start:start + chunk], np.float32)
+        padded = np.concatenate([part, np.zeros((chunk - len(part), part.shape[1]), np.float32)])
+        # Every process holds all latents; it passes the rows of its own devices.
+        rows = padded.reshape(jax.process_count(), -1, padded.shape[1])[jax.process_index()]
+        images = parallel.to_host(generate(params, g_state, parallel.global_batch(rows, mesh)))
+        outputs.append(data.to_uint8(images[:len(part)], data_config))
+    return np.concatenate(outputs)
+
+
+def generator_params(state: GANState, config: ml_collections.ConfigDict) -> Any:
+    """The parameters to sample with: the EMA generator when train.ema_decay > 0, else the trained one."""
+    return state.ema_params if config.train.ema_decay > 0 and state.ema_params else state.g_params
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Training loop.
+
+
+class _StopRequest:
+    """Records SIGTERM / SIGINT so the loop can save and exit cleanly; a second SIGINT interrupts at once."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[signum] = signal.signal(signum, self._handle)
+            except ValueError:  # Not the main thread: signals cannot be caught here.
+                pass
+
+    def _handle(self, signum, frame) -> None:
+        del frame
+        self.signal_name = signal.Signals(signum).name
+        logging.warning('%s received: saving a checkpoint after the current step, then stopping.',
+                        self.signal_name)
+        if signum == signal.SIGINT:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def restore(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+
+def _param_summary(state: GANState) -> dict[str, Any]:
+    def count(tree):
+        return int(sum(np.prod(x.shape) for x in jax.tree.leaves(tree)))
+
+    def by_module(tree):
+        return {name: count(sub) for name, sub in tree.items()} if hasattr(tree, 'items') else {}
+
+    return {
+        'generator': {'params': count(state.g_params), 'state': count(state.g_state),
+                      'modules': by_module(state.g_params)},
+        'discriminator': {'params': count(state.d_params), 'state': count(state.d_state),
+                          'modules': by_module(state.d_params)},
+        'total_params': count(state.g_params) + count(state.d_params),
+    }
+
+
+def _host_batch(source: data.Source, step: int, config: ml_collections.ConfigDict) -> np.ndarray:
+    """This process's rows of the n_critic real batches of `step`: uint8 (n_critic, B / P, H, W, C)."""
+    n_critic, batch_size = config.train.n_critic, config.train.batch_size
+    return np.stack([source.host_batch(step * n_critic + i, batch_size, config.train.seed)['image']
+                     for i in range(n_critic)])
+
+
+def _due(every_steps: int, step: int) -> bool:
+    """Whether a cadence of `every_steps` (0 = never) falls on `step`."""
+    return bool(every_steps) and step % every_steps == 0
+
+
+def _check_finite(history: list[tuple[int, dict[str, float]]], checkpointer: checkpointing.Checkpointer) -> None:
+    """Raises FloatingPointError at the first step of `history` with a non-finite loss or gradient norm."""
+    for step, metrics in history:
+        bad = sorted(name for name, value in metrics.items() if not math.isfinite(value))
+        if bad:
+            last = checkpointer.latest_step()
+            kept = f'the last good checkpoint (step {last}) is kept' if last is not None else 'no checkpoint exists'
+            raise FloatingPointError(
+                f'non-finite {", ".join(bad)} at step {step} (window of steps {history[0][0]}-{history[-1][0]}); '
+                f'training stopped and {kept} in {checkpointer.directory}')
+
+
+def _make_evaluator(config: ml_collections.ConfigDict, source: data.Source, sample_fn_factory: Callable):
+    """In-loop FID / IS (`config.eval`), or None when eval.every_steps = 0."""
+    if not config.eval.every_steps:
+        return None
+    from qgan_jax.metrics import fid, inception
+    num_images = int(config.eval.num_images)
+    if num_images < fid.MIN_IMAGES:
+        raise ValueError(f'eval.num_images={num_images} must be >= {fid.MIN_IMAGES} for FID (or set '
+                         'eval.every_steps=0)')
+    network = inception.load_inception(config.eval.get('inception_path') or None)
+    reals = source.images if source.images.shape[-1] == 3 else np.repeat(source.images, 3, axis=-1)
+    reference = fid.reference_statistics(reals, dataset=str(config.data.source), split='train', inception=network)
+    batch_size = int(config.eval.get('batch_size', 250))
+
+    def evaluate(step: int, state: GANState) -> dict[str, float]:
+        sample_fn = sample_fn_factory(state)
+        record = fid.compute_fid(sample_fn, num_images, reference, inception=network, batch_size=batch_size,
+                                 metadata={'step': step, 'generator': 'ema' if config.train.ema_decay else 'g'})
+        return {k: float(record[k]) for k in ('fid', 'is_mean', 'is_std') if k in record}
+
+    return evaluate
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> GANState:
+    """Trains (or resumes) the GAN of `config` in `workdir`; returns the final state.
+
+    Outputs: checkpoints/<step>/, metrics.jsonl, tensorboard/ (when available), config.json, parameters.json,
+    samples/step_XXXXXXX.png and samples/reals.png. SIGTERM / SIGINT save a checkpoint and return normally.
+    """
+    validate_config(config)
+    config = resolve_config(config)
+    workdir = prepare_workdir(workdir)
+    observability.quiet_library_logs()
+    is_main = jax.process_index() == 0
+    mesh = parallel.make_mesh()
+    parallel.check_batch_size(config.train.batch_size, mesh)
+    source = data.make_source(config.data, process_index=jax.process_index(), process_count=jax.process_count())
+    check_data_matches_model(config, source.image_shape)
+    image_shape = (*source.image_shape[:2], data.num_channels(config.data, source.image_shape[-1]))
+
+    generator, discriminator = build_models(config)
+    g_tx, d_tx = make_optimizer(config.optimizer.g, 'g'), make_optimizer(config.optimizer.d, 'd')
+    replicated = parallel.replicated(mesh)
+    create = jax.jit(lambda: init_state(config, generator, discriminator, g_tx, d_tx, image_shape),
+                     out_shardings=replicated)
+    abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+                                  jax.eval_shape(create))
+
+    checkpointer = checkpointing.Checkpointer(workdir, keep=config.checkpoint.keep)
+    latest = checkpointer.latest_step()
+    if latest is not None:
+        state = checkpointer.restore(abstract_state, latest)
+        logging.info('Resuming from checkpoint %d in %s.', latest, checkpointer.directory)
+    else:
+        state = create()
+    start_step = int(parallel.to_host(state.step))
+    num_steps = int(config.train.num_steps)
+
+    writer = observability.create_writer(workdir, process_index=jax.process_index(),
+                                         tensorboard=bool(config.train.get('tensorboard', True)))
+    samples_dir = workdir / observability.SAMPLES_DIR
+    if is_main:
+        observability.write_config_json(config, workdir)
+        observability.write_json(_param_summary(state), workdir / 'parameters.json')
+        samples_dir.mkdir(exist_ok=True)
+        if isinstance(writer.writers[0], observability.JsonlWriter):
+            writer.writers[0].truncate_after(start_step)
+        if start_step == 0:
+            writer.write_hparams(observability.flatten_config(config))
+        reals_path = samples_dir / 'reals.png'
+        if not reals_path.exists():
+            grid = observability.save_grid(source.images[:config.sample.num_images], reals_path)
+            writer.write_images(start_step, {'reals': grid[None]})
+
+    generate = make_generate(generator, mesh)
+    grid_latents = np.asarray(jax.random.normal(jax.random.fold_in(base_key(config), _GRID_STREAM),
+                                                (config.sample.num_images, config.model.z_dim), jnp.float32))
+    sample_batch = int(config.sample.get('batch_size', 500))
+
+    def write_samples(step: int, state: GANState) -> None:
+        images = generate_images(generate, generator_params(state, config), state.g_state, grid_latents, mesh,
+                                 sample_batch, config.data)
+        if is_main:
+            grid = observability.save_grid(images, observability.sample_grid_path(workdir, step))
+            writer.write_images(step, {'samples': grid[None]})
+
+    def sample_fn_factory(state: GANState):
+        def sample_fn(index: int, count: int) -> np.ndarray:
+            key = jax.random.fold_in(jax.random.fold_in(base_key(config), _EVAL_STREAM), index)
+            z = np.asarray(jax.random.normal(key, (count, config.model.z_dim), jnp.float32))
+            return generate_images(generate, generator_params(state, config), state.g_state, z, mesh, count,
+                                   config.data)
+        return sample_fn
+
+    if start_step >= num_steps:
+        logging.info('Nothing to do: the latest checkpoint is at step %d >= train.num_steps=%d.', start_step,
+                     num_steps)
+        writer.close()
+        checkpointer.close()
+        return state
+    evaluator = _make_evaluator(config, source, sample_fn_factory)
+    train_step = jit_train_step(make_train_step(config, generator, discriminator, g_tx, d_tx, mesh=mesh), mesh)
+    if start_step == 0:
+        write_samples(0, state)
+
+    images_per_step = config.train.batch_size * config.train.n_critic
+    stop = _StopRequest()
+    stop.install()
+    pending: list[tuple[int, dict[str, jax.Array]]] = []
+    throughput = observability.Throughput(start_step, num_steps)
+    step = start_step
+    logging.info('Training steps %d-%d: %d devices, %d processes, batch %d x n_critic %d.', start_step + 1,
+                 num_steps, mesh.devices.size, jax.process_count(), config.train.batch_size,
+                 config.train.n_critic)
+    try:
+        batch = parallel.global_batch(_host_batch(source, step, config), mesh, batch_axis=1)
+        compile_start = time.perf_counter()
+        while step < num_steps:
+            state, metrics = train_step(state, batch)
+            step += 1
+            pending.append((step, metrics))
+            if step < num_steps:  # Prepared while the device runs the step just dispatched.
+                batch = parallel.global_batch(_host_batch(source, step, config), mesh, batch_axis=1)
+            if step == start_step + 1:
+                jax.block_until_ready(metrics)
+                logging.info('First step (compilation included) took %.1f s.', time.perf_counter() - compile_start)
+                throughput.reset(step)
+            stopping = stop.signal_name is not None or checkpointer.reached_preemption(step)
+            final = step == num_steps
+            log_now = _due(config.train.log_every, step) or final or stopping or step == start_step + 1
+            save_now = _due(config.checkpoint.every_steps, step) or final or stopping
+            sample_now = _due(config.sample.every_steps, step) or final
+            eval_now = evaluator is not None and (_due(config.eval.every_steps, step) or final)
+            if not (log_now or save_now or sample_now or eval_now):
+                continue
+            history = [(int(s), {k: float(v) for k, v in m.items()}) for s, m in parallel.to_host(pending)]
+            pending.clear()
+            _check_finite(history, checkpointer)
+            if log_now:
+                steps_per_sec, eta = throughput.measure(step)
+                scalars = dict(history[-1][1])
+                scalars.update(steps_per_sec=steps_per_sec, images_per_sec=steps_per_sec * images_per_step)
+                writer.write_scalars(step, scalars)
+                logging.info('%s', observability.progress_line(step, num_steps, scalars, steps_per_sec, eta))
+            if save_now:
+                checkpointer.save(step, state)
+            if sample_now:
+                write_samples(step, state)
+            if eval_now:
+                writer.write_scalars(step, evaluator(step, state))
+            if sample_now or eval_now:
+                throughput.reset(step)  # Time outside training steps is not throughput.
+            if stopping:
+                logging.warning('Stopped at step %d (%s); checkpoint saved in %s.', step,
+                                stop.signal_name or 'preemption notice', checkpointer.directory)
+                break
+        else:
+            logging.info('Training finished at step %d; outputs in %s.', step, workdir)
+    finally:
+        stop.restore()
+        writer.flush()
+        writer.close()
+        checkpointer.close()
+    return state
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sampling from a trained run.
+
+
+def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pathlib.Path:
+    """Writes `<workdir>/samples.npz` (`image`: uint8 (sample.num_images, H, W, 3 or 1) NHWC, RGB) and
+    `<workdir>/samples.png` (a grid of the first 100) from the latest checkpoint, with the EMA generator when
+    train.ema_decay > 0. Latents come from train.seed, so the output is reproducible. Returns the .npz path."""
+    validate_config(config)
+    config = resolve_config(config)
+    workdir = pathlib.Path(workdir).expanduser()
+    observability.quiet_library_logs()
+    directory = checkpointing.checkpoint_dir(workdir)
+    if not directory.is_dir():
+        raise FileNotFoundError(f'workdir={str(workdir)!r} has no checkpoints/ directory; train first with '
+                                '--mode=train (same --config and --workdir)')
+    checkpointer = checkpointing.Checkpointer(workdir, keep=max(1, config.checkpoint.keep), read_only=True)
+    latest = checkpointer.latest_step()
+    if latest is None:
+        raise FileNotFoundError(f'workdir={str(workdir)!r} has no complete checkpoint in {directory}; train first '
+                                'with --mode=train')
+    mesh = parallel.make_mesh()
+    generator, discriminator = build_models(config)
+    g_tx, d_tx = make_optimizer(config.optimizer.g, 'g'), make_optimizer(config.optimizer.d, 'd')
+    image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
+    replicated = parallel.replicated(mesh)
+    abstract_state = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
+        jax.eval_shape(lambda: init_state(config, generator, discriminator, g_tx, d_tx, image_shape)))
+    state = checkpointer.restore(abstract_state, latest)
+    checkpointer.close()
+    latents = np.asarray(jax.random.normal(jax.random.fold_in(base_key(config), _SAMPLE_STREAM),
+                                           (config.sample.num_images, config.model.z_dim), jnp.float32))
+    images = generate_images(make_generate(generator, mesh), generator_params(state, config), state.g_state,
+                             latents, mesh, int(config.sample.get('batch_size', 500)), config.data)
+    out = workdir / SAMPLES_FILE
+    if jax.process_index() == 0:
+        temporary = workdir / f'.{SAMPLES_FILE}.{os.getpid()}.tmp.npz'
+        np.savez_compressed(temporary, image=images, step=np.int64(latest))
+        os.replace(temporary, out)
+        observability.save_grid(images[:100], workdir / 'samples.png')
+        logging.info('Wrote %d samples from checkpoint %d to %s.', len(images), latest, out)
+    return out

@@ -1,0 +1,360 @@
+"""Training system: end-to-end runs on the embedded sample, exact resume, the step's semantics, clear errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import base
+from qgan_jax import checkpointing, data, losses, observability, parallel, train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope='module')
+def fast_compilation(tmp_path_factory):
+    """Less XLA optimisation and a compilation cache shared by this module's runs (they compile the same step)."""
+    settings = {
+        'jax_disable_most_optimizations': True,
+        # Shared by pytest-xdist workers (the parent of each worker's base temporary directory).
+        'jax_compilation_cache_dir': str(tmp_path_factory.getbasetemp().parent / 'qgan_jax_compilation_cache'),
+        'jax_persistent_cache_min_compile_time_secs': 0.0,
+        'jax_persistent_cache_min_entry_size_bytes': 0,
+    }
+    previous = {name: jax.config.values[name] for name in settings}
+    for name, value in settings.items():
+        jax.config.update(name, value)
+    yield
+    for name, value in previous.items():
+        jax.config.update(name, value)
+
+
+def tiny_config(algebra: str = 'quaternion', num_steps: int = 4):
+    """A QSNGAN at 8x8 px with widths of 8 on 32 images of the embedded CIFAR-10 sample: seconds on a CPU."""
+    config = base.get_config()
+    config.model.name = 'sngan'
+    config.model.algebra = algebra
+    config.model.resolution = 8
+    config.model.g_multipliers = (1, 1)
+    config.model.d_multipliers = (1, 1)
+    config.model.d_downsamples = 1
+    config.model.z_dim = 8
+    config.model.g_width = 8
+    config.model.d_width = 8
+    config.model.channels = 0
+    config.data.source = 'sample:cifar10'
+    config.data.image_size = 8
+    config.data.max_examples = 32
+    config.data.quaternion = 'zero' if algebra == 'quaternion' else 'none'
+    config.train.num_steps = num_steps
+    config.train.batch_size = 8
+    config.train.n_critic = 2
+    config.train.log_every = 2
+    config.train.ema_decay = 0.9
+    config.train.tensorboard = False
+    config.checkpoint.every_steps = 2
+    config.checkpoint.keep = 5
+    config.sample.every_steps = 2
+    config.sample.num_images = 4
+    return config
+
+
+def _params(workdir, config) -> list[np.ndarray]:
+    """The leaves of the latest checkpoint's state (params, optimiser states, statistics, EMA, step, key)."""
+    config = train.resolve_config(config)
+    generator, discriminator = train.build_models(config)
+    g_tx = train.make_optimizer(config.optimizer.g)
+    d_tx = train.make_optimizer(config.optimizer.d)
+    shape = (config.model.resolution, config.model.resolution, config.model.channels)
+    mesh = parallel.make_mesh()
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)),
+        jax.eval_shape(lambda: train.init_state(config, generator, discriminator, g_tx, d_tx, shape)))
+    checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
+    try:
+        return [np.asarray(x) for x in jax.tree.leaves(checkpointer.restore(abstract))]
+    finally:
+        checkpointer.close()
+
+
+def _metrics(workdir) -> list[dict]:
+    return [json.loads(line) for line in (pathlib.Path(workdir) / 'metrics.jsonl').read_text().splitlines()]
+
+
+# --------------------------------------------------------------------------------------------------------------
+# End to end.
+
+
+def test_train_writes_checkpoints_metrics_samples_and_config(tmp_path):
+    config = tiny_config(num_steps=4)
+    state = train.train_and_evaluate(config, tmp_path)
+    assert int(state.step) == 4
+    assert sorted(int(p.name) for p in (tmp_path / 'checkpoints').iterdir() if p.name.isdigit()) == [2, 4]
+    records = _metrics(tmp_path)
+    assert [r['step'] for r in records] == [1, 2, 4]
+    for record in records:
+        for name in ('d_loss', 'g_loss', 'd_real', 'd_fake', 'gp', 'd_grad_norm', 'g_grad_norm'):
+            assert np.isfinite(record[name]), (name, record)
+    assert records[-1]['steps_per_sec'] > 0 and records[-1]['images_per_sec'] > 0
+    saved = json.loads((tmp_path / 'config.json').read_text())
+    assert saved['train']['num_steps'] == 4 and saved['model']['channels'] == 4  # Resolved (0 = auto).
+    summary = json.loads((tmp_path / 'parameters.json').read_text())
+    assert summary['generator']['params'] > 0 and summary['discriminator']['state'] > 0
+    pngs = sorted(p.name for p in (tmp_path / 'samples').glob('*.png'))
+    assert pngs == ['reals.png', 'step_0000000.png', 'step_0000002.png', 'step_0000004.png']
+
+    out = train.sample(config, tmp_path)
+    with np.load(out) as archive:
+        images = archive['image']
+    assert images.shape == (4, 8, 8, 3) and images.dtype == np.uint8  # Quaternion real part dropped.
+    assert (tmp_path / 'samples.png').is_file()
+    with np.load(train.sample(config, tmp_path)) as archive:  # Reproducible: latents from train.seed.
+        np.testing.assert_array_equal(archive['image'], images)
+
+
+def test_resume_is_bitwise_identical_to_an_uninterrupted_run(tmp_path):
+    straight, interrupted = tmp_path / 'straight', tmp_path / 'interrupted'
+    train.train_and_evaluate(tiny_config(num_steps=4), straight)
+    train.train_and_evaluate(tiny_config(num_steps=2), interrupted)
+    assert checkpointing.Checkpointer(interrupted, read_only=True).latest_step() == 2
+    train.train_and_evaluate(tiny_config(num_steps=4), interrupted)  # Continues from step 2.
+    for a, b in zip(_params(straight, tiny_config()), _params(interrupted, tiny_config()), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert [r['step'] for r in _metrics(interrupted)] == [1, 2, 3, 4]  # Step 3: first step after resuming.
+
+
+def test_sigterm_saves_a_checkpoint_and_returns(tmp_path, monkeypatch):
+    host_batch = train._host_batch
+
+    def host_batch_then_signal(source, step, config):
+        if step == 3:  # Delivered while step 3 is prepared: the loop stops after that step.
+            os.kill(os.getpid(), signal.SIGTERM)
+        return host_batch(source, step, config)
+
+    monkeypatch.setattr(train, '_host_batch', host_batch_then_signal)
+    config = tiny_config(num_steps=1000)
+    config.checkpoint.every_steps = 0
+    handler_before = signal.getsignal(signal.SIGTERM)
+    state = train.train_and_evaluate(config, tmp_path)
+    assert int(state.step) == 3
+    assert checkpointing.Checkpointer(tmp_path, read_only=True).latest_step() == 3
+    assert signal.getsignal(signal.SIGTERM) is handler_before  # Handlers restored.
+
+
+def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    config = tiny_config(num_steps=2)
+    train.train_and_evaluate(config, tmp_path)
+    hinge = losses.LOSSES['hinge']
+    monkeypatch.setitem(losses.LOSSES, 'hinge', losses.GANLoss(lambda r, f: hinge.d_loss(r, f) * jnp.nan,
+                                                               hinge.g_loss))
+    with pytest.raises(FloatingPointError, match=r'non-finite .*d_loss.* at step 3 .*step 2\) is kept'):
+        train.train_and_evaluate(tiny_config(num_steps=6), tmp_path)
+    assert checkpointing.Checkpointer(tmp_path, read_only=True).all_steps() == [2]
+
+
+class _FakeInception:
+    """Stands in for the FID Inception (whose weights are not shipped): colour statistics as features."""
+
+    weights_sha256 = 'fake-inception-for-tests'
+
+    def __call__(self, images):
+        x = np.asarray(images, np.float32) / 255.0
+        features = np.concatenate([x.mean(axis=(1, 2)), x.std(axis=(1, 2)), x[:, ::4, ::4, :].reshape(len(x), -1)],
+                                  axis=1)
+        logits = features[:, :10] * 3.0
+        return {'pool3': features, 'logits': logits, 'logits_unbiased': logits}
+
+
+@pytest.mark.slow
+def test_in_loop_fid_is_written_with_the_step(tmp_path, monkeypatch):
+    from qgan_jax.metrics import inception
+    monkeypatch.setattr(inception, 'load_inception', lambda *args, **kwargs: _FakeInception())
+    monkeypatch.setenv('QGAN_JAX_CACHE', str(tmp_path / 'cache'))
+    config = tiny_config(num_steps=2)
+    config.eval.every_steps = 2
+    config.eval.num_images = 2048
+    train.train_and_evaluate(config, tmp_path / 'run')
+    records = [r for r in _metrics(tmp_path / 'run') if 'fid' in r]
+    assert [r['step'] for r in records] == [2]
+    assert np.isfinite(records[0]['fid']) and records[0]['fid'] > 0 and records[0]['is_mean'] >= 1.0
+    config.eval.num_images = 100
+    with pytest.raises(ValueError, match=r'eval\.num_images=100 must be >= 2048'):
+        train.train_and_evaluate(config, tmp_path / 'other')
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The training step.
+
+
+def _one_step(config, steps: int = 1):
+    config = train.resolve_config(config)
+    generator, discriminator = train.build_models(config)
+    g_tx = train.make_optimizer(config.optimizer.g)
+    d_tx = train.make_optimizer(config.optimizer.d)
+    shape = (8, 8, config.model.channels)
+    mesh = parallel.make_mesh()
+    state = jax.jit(lambda: train.init_state(config, generator, discriminator, g_tx, d_tx, shape),
+                    out_shardings=parallel.replicated(mesh))()
+    step = train.jit_train_step(train.make_train_step(config, generator, discriminator, g_tx, d_tx, mesh=mesh), mesh)
+    source = data.make_source(config.data)
+    history = []
+    for i in range(steps):
+        batch = parallel.global_batch(train._host_batch(source, i, config), mesh, batch_axis=1)
+        state, metrics = step(state, batch)
+        history.append(jax.device_get(metrics))
+    return state, history
+
+
+def test_step_makes_n_critic_d_updates_per_g_update_and_moves_the_ema():
+    state, history = _one_step(tiny_config(), steps=2)  # n_critic = 2.
+
+    def adam_counts(tree):
+        return [int(leaf) for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+                if 'count' in jax.tree_util.keystr(path)]
+
+    assert int(state.step) == 2
+    assert adam_counts(state.d_opt_state) == [4] and adam_counts(state.g_opt_state) == [2]
+    ema, live = jax.tree.leaves(state.ema_params), jax.tree.leaves(state.g_params)
+    assert any(not np.array_equal(e, p) for e, p in zip(ema, live))
+    assert all(np.isfinite(v) for metrics in history for v in metrics.values())
+
+
+@pytest.mark.slow
+def test_step_with_gradient_penalty_r1_wasserstein_and_rmsprop():
+    config = tiny_config()
+    config.train.n_critic = 1
+    config.loss.name = 'wasserstein'
+    config.loss.gp_weight = 10.0
+    config.loss.r1_gamma = 1.0
+    config.optimizer.d.name = 'rmsprop'
+    config.optimizer.g.name = 'adagrad'
+    _, history = _one_step(config, steps=2)
+    for metrics in history:
+        assert metrics['gp'] > 0 and metrics['r1'] > 0
+        np.testing.assert_allclose(metrics['d_loss'], metrics['d_adv'] + 10.0 * metrics['gp'] + 0.5 * metrics['r1'],
+                                   rtol=1e-5)
+        assert all(np.isfinite(v) for v in metrics.values())
+
+
+_CONFIGS = sorted(p.stem for p in (ROOT / 'configs').glob('*.py') if p.stem not in ('base', '__init__'))
+_FAST_CONFIGS = ('quickstart', 'giu_cifar10', 'factorised_mnist')  # Spectral norm + BN, GP + RBN, dropout.
+
+
+@pytest.mark.parametrize('name', [pytest.param(n, marks=() if n in _FAST_CONFIGS else pytest.mark.slow)
+                                  for n in _CONFIGS])
+def test_every_config_traces_through_the_training_step(name):
+    """Shapes only (jax.eval_shape): every shipped config builds, initialises and runs its full training step."""
+    import importlib
+    config = importlib.import_module(f'configs.{name}').get_config()
+    config.train.batch_size = 4
+    train.validate_config(config)
+    config = train.resolve_config(config)
+    generator, discriminator = train.build_models(config)
+    g_tx, d_tx = train.make_optimizer(config.optimizer.g), train.make_optimizer(config.optimizer.d)
+    resolution = config.model.resolution
+    state = jax.eval_shape(lambda: train.init_state(config, generator, discriminator, g_tx, d_tx,
+                                                    (resolution, resolution, config.model.channels)))
+    step = train.make_train_step(config, generator, discriminator, g_tx, d_tx, mesh=parallel.make_mesh())
+    stored_channels = 3 if config.data.quaternion != 'none' else config.model.channels
+    batch = jax.ShapeDtypeStruct((config.train.n_critic, 4, resolution, resolution, stored_channels), jnp.uint8)
+    new_state, metrics = jax.eval_shape(lambda s, b: step(s, b, train.step_key(s)), state, batch)
+    assert jax.tree.structure(new_state) == jax.tree.structure(state)
+    assert all(m.shape == () for m in metrics.values()) and {'d_loss', 'g_loss'} <= set(metrics)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Clear errors.
+
+
+@pytest.mark.parametrize('field, value, match', [
+    ('train.batch_size', 0, r'train\.batch_size=0 must be >= 1'),
+    ('train.n_critic', 0, r'train\.n_critic=0'),
+    ('train.ema_decay', 1.0, r'train\.ema_decay=1\.0 must lie in \[0, 1\)'),
+    ('loss.name', 'hinge2', r"loss\.name='hinge2' is unknown; allowed: hinge"),
+    ('optimizer.d.name', 'sgd', r"optimizer\.d\.name='sgd' is unknown; allowed: adam, rmsprop, adagrad"),
+    ('data.source', 'cifar10', r"data\.source='cifar10' is not understood"),
+    ('checkpoint.keep', 0, r'checkpoint\.keep=0 must be >= 1'),
+])
+def test_bad_config_is_a_one_line_value_error(tmp_path, field, value, match):
+    config = tiny_config()
+    section, name = field.split('.', 1)
+    if '.' in name:
+        sub, name = name.split('.')
+        config[section][sub][name] = value
+    else:
+        config[section][name] = value
+    with pytest.raises(ValueError, match=match) as info:
+        train.train_and_evaluate(config, tmp_path / 'run')
+    assert '\n' not in str(info.value)
+
+
+def test_model_data_mismatch_and_missing_data_and_unwritable_workdir(tmp_path):
+    config = tiny_config()
+    config.data.image_size = 16
+    with pytest.raises(ValueError, match=r'gives 16x16 images but model\.resolution=8; set data\.image_size=8'):
+        train.train_and_evaluate(config, tmp_path / 'a')
+    config = tiny_config()
+    config.data.source = f'npz:{tmp_path}/missing.npz'
+    with pytest.raises(FileNotFoundError, match='missing.npz'):
+        train.train_and_evaluate(config, tmp_path / 'b')
+    blocker = tmp_path / 'file'
+    blocker.write_text('')
+    with pytest.raises(PermissionError, match=r"workdir='.*file/run' is not a writable directory"):
+        train.train_and_evaluate(tiny_config(), blocker / 'run')
+    with pytest.raises(FileNotFoundError, match='has no checkpoints/ directory; train first'):
+        train.sample(tiny_config(), tmp_path / 'empty')
+
+
+def test_progress_line_and_grid():
+    line = observability.progress_line(120, 1000, {'d_loss': 1.5, 'g_loss': 0.25}, 3.2, 275.0)
+    assert line == 'step 120/1000 (12%) | d_loss 1.5 g_loss 0.25 | 3.2 steps/s | ETA 4m35s'
+    grid = observability.image_grid(np.full((5, 4, 4, 3), 255, np.uint8), columns=3, padding=1)
+    assert grid.shape == (2 * 5 + 1, 3 * 5 + 1, 3) and grid[1, 1, 0] == 255 and grid[0, 0, 0] == 0
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The command line (slow: each run starts a fresh Python with JAX).
+
+
+def _main(*args, timeout=600):
+    return subprocess.run([sys.executable, str(ROOT / 'main.py'), *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_main_trains_resumes_samples_and_exits_zero_on_sigterm(tmp_path):
+    workdir = tmp_path / 'run'
+    common = ['--config=configs/quickstart.py', f'--workdir={workdir}', '--config.train.batch_size=8',
+              '--config.model.g_width=8', '--config.model.d_width=8', '--config.sample.num_images=8']
+    first = _main(*common, '--config.train.num_steps=3')
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = _main(*common, '--config.train.num_steps=5')
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert 'Resuming from checkpoint 3' in second.stderr
+    assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit()) == [3, 5]
+    sampled = _main(*common, '--mode=sample')
+    assert sampled.returncode == 0, sampled.stderr[-3000:]
+    with np.load(workdir / 'samples.npz') as archive:
+        assert archive['image'].shape == (8, 32, 32, 3) and archive['image'].dtype == np.uint8
+    bad = _main(*common, '--config.train.n_critic=0')
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith('error: train.n_critic=0')
+
+    process = subprocess.Popen([sys.executable, str(ROOT / 'main.py'), *common, '--config.train.num_steps=100000',
+                                '--config.checkpoint.every_steps=0'], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    for line in process.stderr:  # Wait until training runs, then preempt.
+        if 'First step' in line:
+            process.send_signal(signal.SIGTERM)
+            break
+    process.communicate(timeout=300)
+    assert process.returncode == 0
+    latest = checkpointing.Checkpointer(workdir, read_only=True).latest_step()
+    assert 5 < latest < 100000
