@@ -44,6 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss.name = "hinge"            # hinge | wasserstein | non_saturating | least_squares.
     config.loss.gp_weight = 0.0           # WGAN-GP gradient-penalty weight (0 = off).
     config.loss.r1_gamma = 0.0            # R1 penalty weight gamma (0 = off); the penalty is gamma/2 * E|grad|^2.
+    config.loss.r1_interval = 1           # Lazy R1: apply it every k-th D step with weight x k and D's Adam
+                                          # lr / betas corrected by c = k/(k+1) (StyleGAN2); 1 = every step.
 
     # --- Optimisers (one per network) --------------------------------------------------------------
     config.optimizer = ml_collections.ConfigDict()
@@ -75,6 +77,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.sample = ml_collections.ConfigDict()
     config.sample.every_steps = 1000      # Steps between sample grids (samples/step_XXXXXXX.png).
     config.sample.num_images = 64         # Images in a grid, and written by --mode=sample.
+    config.sample.truncation_psi = 1.0    # Truncation of grids and --mode=sample (GANsformer; 1 = off, FID never).
     config.sample.batch_size = 500        # Images generated per jitted call (sample mode, grids, FID).
 
     config.eval = ml_collections.ConfigDict()

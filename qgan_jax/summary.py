@@ -81,6 +81,19 @@ def naive_twin_summary(config: Any, counts: dict[str, int]) -> dict:
     return record
 
 
+def attention_free_summary(config: Any) -> dict:
+    """For a GANsformer config: its attention-free (StyleGAN2-style) twin's G / D params and G FLOPs."""
+    from qgan_jax.models import gansformer
+    twin = gansformer.attention_free_twin(config)
+    if twin is None:
+        return {}
+    twin = models.resolve(twin)
+    generator, _, g_vars, d_vars, z, _ = _shapes(twin)
+    return {"no_attention_generator_params": _count(g_vars["params"]),
+            "no_attention_discriminator_params": _count(d_vars["params"]),
+            "no_attention_generator_flops": _flops(lambda v, x: generator.apply(v, x, train=False), g_vars, z)}
+
+
 def network_summary(config: Any) -> dict:
     """Counts of ``config``'s networks: params (total and per top-level block), FLOPs per image."""
     config = models.resolve(config)
@@ -106,6 +119,7 @@ def network_summary(config: Any) -> dict:
         "_variables": (g_vars, d_vars),
     }
     summary.update(naive_twin_summary(config, summary))
+    summary.update(attention_free_summary(config))
     return summary
 
 
@@ -131,6 +145,11 @@ def format_summary(summary: dict) -> str:
                      f"({summary['naive_generator_params_with_stats']:,} with statistics); factorised saves "
                      f"{summary['generator_params_saved_percent']:.2f} % "
                      f"({summary['generator_params_with_stats_saved_percent']:.2f} % with statistics)")
+    if "no_attention_generator_params" in summary:
+        lines.append(f"attention off (StyleGAN2-style twin): generator "
+                     f"{summary['no_attention_generator_params']:,} params "
+                     f"{summary['no_attention_generator_flops'] / 1e9:.3f} GFLOPs per image; attention costs "
+                     f"{summary['generator_flops'] / summary['no_attention_generator_flops']:.3f}x the FLOPs")
     return "\n".join(lines)
 
 

@@ -137,18 +137,36 @@ def prepare_workdir(workdir: str | os.PathLike) -> pathlib.Path:
     return path
 
 
-def make_optimizer(opt_config: ml_collections.ConfigDict, net: str = 'g') -> optax.GradientTransformation:
+def lazy_regularization_factor(config: ml_collections.ConfigDict) -> float:
+    """c = k/(k+1) for lazy R1 every k = loss.r1_interval D steps (StyleGAN2), 1 when R1 is off or not lazy."""
+    interval = int(config.loss.get('r1_interval', 1))
+    if config.loss.r1_gamma <= 0 or interval <= 1:
+        return 1.0
+    return interval / (interval + 1.0)
+
+
+def make_optimizer(opt_config: ml_collections.ConfigDict, net: str = 'g',
+                   lazy_factor: float = 1.0) -> optax.GradientTransformation:
     """The optax optimiser of one network: adam (lr, b1, b2, eps), rmsprop (lr, decay, eps; PyTorch's eps outside
-    the square root) or adagrad (lr, eps)."""
+    the square root) or adagrad (lr, eps). `lazy_factor` c < 1 applies StyleGAN2's lazy-regularisation
+    correction to Adam (lr c, b1^c, b2^c)."""
     name = opt_config.name
     if name == 'adam':
-        return optax.adam(opt_config.lr, b1=opt_config.b1, b2=opt_config.b2, eps=opt_config.eps)
+        c = lazy_factor
+        return optax.adam(opt_config.lr * c, b1=opt_config.b1 ** c, b2=opt_config.b2 ** c, eps=opt_config.eps)
     if name == 'rmsprop':
         return optax.rmsprop(opt_config.lr, decay=opt_config.get('decay', 0.99), eps=opt_config.eps,
                              eps_in_sqrt=False)
     if name == 'adagrad':
         return optax.adagrad(opt_config.lr, eps=opt_config.eps)
     raise ValueError(f'optimizer.{net}.name={name!r} is unknown; allowed: {", ".join(OPTIMIZERS)}')
+
+
+def make_optimizers(config: ml_collections.ConfigDict) -> tuple[optax.GradientTransformation,
+                                                                 optax.GradientTransformation]:
+    """(g_tx, d_tx); D's Adam carries the lazy-R1 correction when loss.r1_interval > 1."""
+    return (make_optimizer(config.optimizer.g, 'g'),
+            make_optimizer(config.optimizer.d, 'd', lazy_regularization_factor(config)))
 
 
 def build_models(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
@@ -234,6 +252,7 @@ def make_train_step(config: ml_collections.ConfigDict, generator: Any, discrimin
     """
     loss = losses.get_loss(config.loss.name)
     gp_weight, r1_gamma = float(config.loss.gp_weight), float(config.loss.r1_gamma)
+    r1_interval = max(int(config.loss.get('r1_interval', 1)), 1)
     ema_decay = float(config.train.ema_decay)
     z_dim = int(config.model.z_dim)
     data_config = config.data
@@ -242,7 +261,7 @@ def make_train_step(config: ml_collections.ConfigDict, generator: Any, discrimin
     def constrain(x):
         return x if batch_sharding is None else jax.lax.with_sharding_constraint(x, batch_sharding)
 
-    def critic_iteration(d_params, d_opt_state, d_state, g_params, g_state, real_uint8, key):
+    def critic_iteration(d_params, d_opt_state, d_state, g_params, g_state, real_uint8, key, d_step):
         """One D update; also returns G's fake, its new statistics and its VJP (for the generator update)."""
         z_key, flip_key, gp_key, g_key, d_key = jax.random.split(key, 5)
         real = constrain(data.preprocess(real_uint8, data_config, flip_key if data_config.random_flip else None))
@@ -268,9 +287,18 @@ def make_train_step(config: ml_collections.ConfigDict, generator: Any, discrimin
             if gp_weight > 0:
                 gp, state = losses.gradient_penalty(lambda x: d_fn(x, 1), real, fake, gp_key, has_aux=True)
                 total = total + gp_weight * gp
-            if r1_gamma > 0:
+            if r1_gamma > 0 and r1_interval == 1:
                 r1, state = losses.r1_penalty(lambda x: d_fn(x, 2), real, has_aux=True)
                 total = total + 0.5 * r1_gamma * r1
+            elif r1_gamma > 0:
+                # Lazy R1: only every r1_interval-th D step, with weight x interval (StyleGAN2).
+                r1, state = jax.lax.cond(
+                    d_step % r1_interval == 0,
+                    lambda s: losses.r1_penalty(lambda x: _apply(discriminator, params, s, x, train=True,
+                                                                 key=jax.random.fold_in(d_key, 2)),
+                                                real, has_aux=True),
+                    lambda s: (jnp.zeros((), jnp.float32), s), state)
+                total = total + 0.5 * r1_gamma * r1_interval * r1
             metrics = {'d_loss': total, 'd_adv': adversarial, 'd_real': jnp.mean(real_logits),
                        'd_fake': jnp.mean(fake_logits), 'gp': gp, 'r1': r1}
             return total, (state, metrics)
@@ -293,7 +321,8 @@ def make_train_step(config: ml_collections.ConfigDict, generator: Any, discrimin
         # Unrolled, not lax.scan: n_critic is small, and XLA:CPU runs convolutions inside loops ~9x slower.
         for i in range(n_critic):
             d_params, d_opt_state, d_state, g_state, fake, g_vjp, metrics = critic_iteration(
-                d_params, d_opt_state, d_state, state.g_params, g_state, batch[i], critic_keys[i])
+                d_params, d_opt_state, d_state, state.g_params, g_state, batch[i], critic_keys[i],
+                state.step * n_critic + i)
             history.append(metrics)
         critic_metrics = jax.tree.map(lambda *values: jnp.stack(values), *history)
 
@@ -332,14 +361,16 @@ def jit_train_step(train_step: Callable, mesh: jax.sharding.Mesh) -> Callable:
                    out_shardings=(replicated, replicated), donate_argnums=(0,))
 
 
-def make_generate(generator: Any, mesh: jax.sharding.Mesh) -> Callable:
+def make_generate(generator: Any, mesh: jax.sharding.Mesh, truncation_psi: float = 1.0) -> Callable:
     """Jitted `(params, g_state, z) -> images`: G in eval mode (stored statistics), z (N, z_dim) -> (N, H, W, C),
-    N sharded on `data` (N must be a multiple of the device count)."""
+    N sharded on `data` (N must be a multiple of the device count). `truncation_psi` != 1 is passed to generators
+    that support truncation (GANsformer) for sample grids and --mode=sample; FID never truncates."""
     batch = parallel.batch_sharding(mesh)
     replicated = parallel.replicated(mesh)
+    kwargs = {} if truncation_psi == 1.0 else {'truncation_psi': truncation_psi}
 
     def generate(params, g_state, z):
-        return _apply(generator, params, g_state, z, train=False)[0].astype(jnp.float32)
+        return generator.apply({'params': params, **g_state}, z, train=False, **kwargs).astype(jnp.float32)
 
     return jax.jit(generate, in_shardings=(replicated, replicated, batch), out_shardings=batch)
 
@@ -479,7 +510,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     image_shape = (*source.image_shape[:2], data.num_channels(config.data, source.image_shape[-1]))
 
     generator, discriminator = build_models(config)
-    g_tx, d_tx = make_optimizer(config.optimizer.g, 'g'), make_optimizer(config.optimizer.d, 'd')
+    g_tx, d_tx = make_optimizers(config)
     replicated = parallel.replicated(mesh)
     create = jax.jit(lambda: init_state(config, generator, discriminator, g_tx, d_tx, image_shape),
                      out_shardings=replicated)
@@ -513,13 +544,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             writer.write_images(start_step, {'reals': grid[None]})
 
     generate = make_generate(generator, mesh)
+    display_generate = make_generate(generator, mesh, float(config.sample.get('truncation_psi', 1.0)))
     grid_latents = np.asarray(jax.random.normal(jax.random.fold_in(base_key(config), _GRID_STREAM),
                                                 (config.sample.num_images, config.model.z_dim), jnp.float32))
     sample_batch = int(config.sample.get('batch_size', 500))
 
     def write_samples(step: int, state: GANState) -> None:
-        images = generate_images(generate, generator_params(state, config), state.g_state, grid_latents, mesh,
-                                 sample_batch, config.data)
+        images = generate_images(display_generate, generator_params(state, config), state.g_state, grid_latents,
+                                 mesh, sample_batch, config.data)
         if is_main:
             grid = observability.save_grid(images, observability.sample_grid_path(workdir, step))
             writer.write_images(step, {'samples': grid[None]})
@@ -627,7 +659,7 @@ def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pat
                                 'with --mode=train')
     mesh = parallel.make_mesh()
     generator, discriminator = build_models(config)
-    g_tx, d_tx = make_optimizer(config.optimizer.g, 'g'), make_optimizer(config.optimizer.d, 'd')
+    g_tx, d_tx = make_optimizers(config)
     image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
     replicated = parallel.replicated(mesh)
     abstract_state = jax.tree.map(
@@ -637,7 +669,8 @@ def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pat
     checkpointer.close()
     latents = np.asarray(jax.random.normal(jax.random.fold_in(base_key(config), _SAMPLE_STREAM),
                                            (config.sample.num_images, config.model.z_dim), jnp.float32))
-    images = generate_images(make_generate(generator, mesh), generator_params(state, config), state.g_state,
+    images = generate_images(make_generate(generator, mesh, float(config.sample.get('truncation_psi', 1.0))),
+                             generator_params(state, config), state.g_state,
                              latents, mesh, int(config.sample.get('batch_size', 500)), config.data)
     out = workdir / SAMPLES_FILE
     if jax.process_index() == 0:

@@ -198,8 +198,7 @@ def test_in_loop_fid_is_written_with_the_step(tmp_path, monkeypatch):
 def _one_step(config, steps: int = 1):
     config = train.resolve_config(config)
     generator, discriminator = train.build_models(config)
-    g_tx = train.make_optimizer(config.optimizer.g)
-    d_tx = train.make_optimizer(config.optimizer.d)
+    g_tx, d_tx = train.make_optimizers(config)
     shape = (8, 8, config.model.channels)
     mesh = parallel.make_mesh()
     state = jax.jit(lambda: train.init_state(config, generator, discriminator, g_tx, d_tx, shape),
@@ -226,6 +225,21 @@ def test_step_makes_n_critic_d_updates_per_g_update_and_moves_the_ema():
     ema, live = jax.tree.leaves(state.ema_params), jax.tree.leaves(state.g_params)
     assert any(not np.array_equal(e, p) for e, p in zip(ema, live))
     assert all(np.isfinite(v) for metrics in history for v in metrics.values())
+
+
+def test_lazy_r1_every_k_d_steps_with_weight_k_and_adam_correction():
+    config = tiny_config()
+    config.train.n_critic = 1
+    config.loss.name = 'non_saturating'
+    config.loss.r1_gamma = 0.5
+    config.loss.r1_interval = 2
+    assert train.lazy_regularization_factor(config) == pytest.approx(2 / 3)
+    _, history = _one_step(config, steps=3)
+    assert [bool(m['r1'] > 0) for m in history] == [True, False, True]  # D steps 0, 1, 2
+    for metrics in history:
+        np.testing.assert_allclose(metrics['d_loss'], metrics['d_adv'] + 0.5 * 0.5 * 2 * metrics['r1'], rtol=1e-5)
+    config.loss.r1_interval = 1
+    assert train.lazy_regularization_factor(config) == 1.0
 
 
 @pytest.mark.slow

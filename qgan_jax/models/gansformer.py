@@ -83,9 +83,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.d_algebra = ""                 # Discriminator conv algebra; '' = model.algebra.
     c.mbstd_group_size = 4
     c.mbstd_num_channels = 0         # 0 = the algebra's channel multiple (1 for real, 4 for quaternion).
-    c.r1_interval = 16               # Lazy R1: every this many D steps, weight x interval, Adam corrected.
     c.ema_half_life_kimg = 10.0      # G EMA half-life; configs set train.ema_decay from it.
-    c.truncation_psi = 0.7           # For sample grids only (never for FID).
     return c
 
 
@@ -141,27 +139,6 @@ def mix_styles(ws: Array, ws2: Array, cutoff: Array) -> Array:
     """Slots ``>= cutoff`` of ws (N, K+1, num_ws, d) taken from ws2."""
     slots = jnp.arange(ws.shape[2])[None, None, :, None]
     return jnp.where(slots < cutoff, ws, ws2)
-
-
-def lazy_regularization_adam(lr: float, b1: float, b2: float, interval: int) -> tuple[float, float, float]:
-    """StyleGAN2's correction for a regulariser applied every ``interval`` steps: with c = interval / (interval
-    + 1), ``(lr c, b1^c, b2^c)``. interval <= 0 (no lazy regularisation) returns the inputs."""
-    if interval <= 0:
-        return lr, b1, b2
-    c = interval / (interval + 1.0)
-    return lr * c, b1 ** c, b2 ** c
-
-
-def lazy_r1_due(step: Any, interval: int) -> Any:
-    """True on the D steps that carry the lazy R1 term: ``step % interval == 0`` (every step if interval <= 1)."""
-    if interval <= 1:
-        return jnp.asarray(True)
-    return jnp.asarray(step) % interval == 0
-
-
-def lazy_r1_weight(gamma: float, interval: int) -> float:
-    """Weight of the unweighted ``losses.r1_penalty`` on due steps: ``gamma / 2 * max(interval, 1)``."""
-    return 0.5 * gamma * max(int(interval), 1)
 
 
 def ema_decay_from_half_life(half_life_kimg: float, batch_size: int) -> float:
@@ -545,6 +522,8 @@ def apply_training_defaults(config: ml_collections.ConfigDict, *, batch_size: in
         config.optimizer[net].b1 = 0.0
         config.optimizer[net].b2 = 0.99
         config.optimizer[net].eps = 1e-8
+    config.loss.r1_interval = 16       # Lazy R1 every 16 D steps, D's Adam corrected (qgan_jax.train).
+    config.sample.truncation_psi = 0.7  # Grids and --mode=sample only; FID never truncates.
     config.train.n_critic = 1
     config.train.batch_size = batch_size
     config.train.ema_decay = ema_decay_from_half_life(config.model.gansformer.ema_half_life_kimg, batch_size)
