@@ -262,3 +262,37 @@ def test_celeba64_generator_forward_has_no_pixel_by_pixel_array():
     assert any(64 * 64 in getattr(a, "shape", ()) for a in avals)          # the 64x64 layers were traced
     bad = [a.shape for a in avals if sum(1 for s in getattr(a, "shape", ()) if s >= 1024) >= 2]
     assert not bad, f"intermediates with two pixel-count axes: {bad[:3]}"
+
+
+# --- SAGAN self-attention (the GIU-GAN paper's SAGAN baseline) ---------------------------------------------
+
+def test_sagan_self_attention_matches_numpy_softmax_attention(x64):
+    from qgan_jax.layers.attention import SelfAttention
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 4, 3, 16))
+    layer = SelfAttention(reduction=8)
+    shapes = jax.eval_shape(layer.init, jax.random.key(0), jnp.asarray(x))
+    params = jax.tree.map(lambda a: jnp.asarray(rng.normal(size=a.shape) * 0.5, jnp.float64), shapes)
+    y = np.asarray(layer.apply(params, jnp.asarray(x)))
+    p = jax.tree.map(np.asarray, params["params"])
+    flat = x.reshape(2, 12, 16)
+    q = flat @ p["query"]["kernel"][0, 0] + p["query"]["bias"]
+    k = flat @ p["key"]["kernel"][0, 0] + p["key"]["bias"]
+    v = flat @ p["value"]["kernel"][0, 0] + p["value"]["bias"]
+    expected = np.zeros_like(flat)
+    for n in range(2):
+        for i in range(12):
+            scores = np.array([q[n, i] @ k[n, j] for j in range(12)])
+            weights = np.exp(scores - scores.max()) / np.exp(scores - scores.max()).sum()
+            expected[n, i] = flat[n, i] + p["gamma"] * (weights[:, None] * v[n]).sum(axis=0)
+    np.testing.assert_allclose(y, expected.reshape(x.shape), rtol=1e-10, atol=1e-10)
+
+
+def test_sagan_self_attention_is_identity_at_init_and_checks_channels():
+    from qgan_jax.layers.attention import SelfAttention
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 4, 4, 16)), jnp.float32)
+    layer = SelfAttention(spectral_norm=True)
+    variables = layer.init(jax.random.key(0), x, train=False)
+    np.testing.assert_array_equal(layer.apply(variables, x, train=False), x)
+    with pytest.raises(ValueError, match="channels = 12 is not divisible by reduction = 8"):
+        layer.init(jax.random.key(0), jnp.zeros((1, 4, 4, 12)))

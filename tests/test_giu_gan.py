@@ -208,11 +208,12 @@ def _check_metrics(workdir):
         assert record["gp"] > 0
 
 
-@pytest.mark.slow
 def test_giu_cifar10_trains_two_steps_with_gradient_penalty(tmp_path):
+    """CI's end-to-end run of the headline config on the embedded sample (2 critic steps to compile faster)."""
     train_and_evaluate = _train_and_evaluate()
     config = _tiny_giu_cifar10()
     assert (config.loss.name, config.loss.gp_weight, config.train.n_critic) == ("wasserstein", 10.0, 5)
+    config.train.n_critic = 2
     state = train_and_evaluate(config, tmp_path)
     assert int(state.step) == 2
     _check_metrics(tmp_path)
@@ -224,3 +225,15 @@ def test_quaternion_giu_cifar10_trains_two_steps(tmp_path):
     state = train_and_evaluate(_tiny_giu_cifar10(algebra="quaternion"), tmp_path)
     assert int(state.step) == 2
     _check_metrics(tmp_path)
+
+
+def test_factorised_option_and_sagan_baseline():
+    config = _config("giu_cifar10")
+    g_plain, _ = _shapes(config)
+    config.model.factorised = True
+    g_fact, _ = _shapes(config)
+    assert _count(g_fact["params"]) < _count(g_plain["params"])
+    g, d = _shapes(_config("sagan_cifar10"))
+    assert "attention3" in g["params"] and "attention1" in d["params"]
+    # One block at 64 channels: q, k (64 -> 8, bias), v (64 -> 64, bias), gamma.
+    assert _count(g["params"]["attention3"]) == 2 * (64 * 8 + 8) + 64 * 64 + 64 + 1

@@ -207,3 +207,46 @@ class LatentUpdate(nn.Module):
         u = EqualizedDense(d, act="lrelu", name="fc0")(t)
         u = EqualizedDense(d, name="fc1")(u)
         return jax.nn.leaky_relu(u + latents, 0.2)
+
+
+class SelfAttention(nn.Module):
+    """SAGAN self-attention (Zhang et al., 2019) over the pixels of an NHWC map: ``y = x + gamma * o``.
+
+    ``q, k = x W_q, x W_k`` (1x1 convs C -> C/reduction, with bias), ``v = x W_v`` (C -> C),
+    ``A = softmax_over_keys(q k^T)`` (N, HW, HW), ``o = A v``; ``gamma`` is a scalar initialised to 0, so the
+    block starts as the identity. Unlike :class:`Attention` this materialises (HW x HW) scores: it is meant
+    for the small maps of the SAGAN baseline (e.g. 16x16). The 1x1 convs follow ``algebra`` and are
+    spectrally normalised when ``spectral_norm`` (state in ``batch_stats``).
+    Submodules: ``query``, ``key``, ``value``; param ``gamma ()``.
+    """
+    reduction: int = 8
+    algebra: str = "real"
+    phc_n: Optional[int] = None
+    spectral_norm: bool = False
+    dtype: Optional[object] = None
+
+    def _conv(self, features: int, name: str):
+        from qgan_jax.layers import algebra as algebra_lib
+        from qgan_jax.layers.normalization import SpectralNorm
+        if self.spectral_norm:
+            wrapped = SpectralNorm(algebra_lib.conv(self.algebra, features, (1, 1), phc_n=self.phc_n, padding=0,
+                                                    dtype=self.dtype, parent=None), name=name)
+            return lambda x, train: wrapped(x, update_stats=train)
+        layer = algebra_lib.conv(self.algebra, features, (1, 1), phc_n=self.phc_n, padding=0, dtype=self.dtype,
+                                 name=name)
+        return lambda x, train: layer(x)
+
+    @nn.compact
+    def __call__(self, x: Array, train: bool = False) -> Array:
+        """x: (N, H, W, C) -> (N, H, W, C)."""
+        n, h, w, c = x.shape
+        if c % self.reduction:
+            raise ValueError(f"SelfAttention: channels = {c} is not divisible by reduction = {self.reduction}.")
+        q = self._conv(c // self.reduction, "query")(x, train).reshape(n, h * w, -1)
+        k = self._conv(c // self.reduction, "key")(x, train).reshape(n, h * w, -1)
+        v = self._conv(c, "value")(x, train).reshape(n, h * w, c)
+        scores = jnp.einsum("nqc,nkc->nqk", q, k)
+        softmax_dtype = jnp.promote_types(scores.dtype, jnp.float32)  # at least float32 (bf16 activations)
+        o = jnp.einsum("nqk,nkc->nqc", jax.nn.softmax(scores.astype(softmax_dtype), axis=-1).astype(v.dtype), v)
+        gamma = self.param("gamma", nn.initializers.zeros_init(), ())
+        return x + gamma.astype(x.dtype) * o.reshape(n, h, w, c)

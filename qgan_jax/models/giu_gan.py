@@ -26,9 +26,10 @@ import jax.numpy as jnp
 import ml_collections
 from flax import linen as nn
 
+from qgan_jax.layers.attention import SelfAttention
 from qgan_jax.layers.involution import GIU
 from qgan_jax.layers.rbn import RepresentativeBatchNorm
-from qgan_jax.models import common
+from qgan_jax.models import common, factorised_gan
 
 Array = jax.Array
 
@@ -58,6 +59,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.se_reduction = 16              # Squeeze-and-excitation reduction r_2.
     config.g_spectral_norm = True         # Spectral norm on every G layer (D11); D follows model.spectral_norm.
     config.d_batch_norm = False           # BN in D after every conv but the first and last (DCGAN baseline).
+    config.g_self_attention_at = ()       # SAGAN baseline: G stages followed by a self-attention block.
+    config.d_self_attention_at = ()       # SAGAN baseline: D stages followed by a self-attention block.
     config.d_leaky_slope = 0.1            # Negative slope of D's LeakyReLU.
     return config
 
@@ -107,6 +110,11 @@ def _giu(layers: common.Layers, settings: GIUSettings, spectral_norm: bool, name
                kernel_init=_kernel_init(layers), dtype=layers.dtype, name=name)
 
 
+def _self_attention(layers: common.Layers, spectral_norm: bool, name: str) -> SelfAttention:
+    return SelfAttention(algebra=layers.algebra, phc_n=layers.phc_n, spectral_norm=spectral_norm,
+                         dtype=layers.dtype, name=name)
+
+
 def _stages(owner: str, what: str, stages: Sequence[int], n: int) -> set[int]:
     out = set()
     for i in stages:
@@ -127,18 +135,22 @@ class Generator(nn.Module):
     batch_norm: bool = True
     spectral_norm: bool = True
     giu: GIUSettings = GIUSettings()
+    attention_at: Sequence[int] = ()
+    factorised: bool = False  # Each k4 transposed conv as a clean (4, 1) + (1, 4) pair (D14).
 
     @nn.compact
     def __call__(self, z: Array, train: bool = False) -> Array:
         lay, n, sn = self.layers, num_stages(self.resolution), self.spectral_norm
         giu_at = _stages("giu_gan generator", "GIU", self.giu_at, n)
         rbn_at = _stages("giu_gan generator", "RBN", self.rbn_at, n)
+        attention_at = _stages("giu_gan generator", "self-attention", self.attention_at, n)
         h = z.reshape(z.shape[0], 1, 1, z.shape[-1])
         for i in range(n):
             features = self.width * 2 ** (n - 1 - i)
             common.check_width("giu_gan generator", "width", features, lay)
-            h = lay.conv_transpose(features, (4, 4), strides=1 if i == 0 else 2, padding=0 if i == 0 else 1,
-                                   bias=False, spectral_norm=sn, name=f"deconv{i + 1}")(h, train)
+            h = factorised_gan.conv_transpose(lay, features, (4, 4), factorised=self.factorised,
+                                              strides=1 if i == 0 else 2, padding=0 if i == 0 else 1, bias=False,
+                                              spectral_norm=sn, name=f"deconv{i + 1}")(h, train)
             if self.batch_norm and i in rbn_at:
                 h = RepresentativeBatchNorm(use_running_average=not train, dtype=lay.dtype,
                                             name=f"rbn{i + 1}")(h)
@@ -147,8 +159,10 @@ class Generator(nn.Module):
             h = nn.relu(h)
             if i in giu_at:
                 h = _giu(lay, self.giu, sn, f"giu{i + 1}")(h, train)
-        h = lay.conv_transpose(self.channels, (4, 4), strides=2, padding=1, bias=False, spectral_norm=sn,
-                               name=f"deconv{n + 1}")(h, train)
+            if i in attention_at:
+                h = _self_attention(lay, sn, f"attention{i + 1}")(h, train)
+        h = factorised_gan.conv_transpose(lay, self.channels, (4, 4), factorised=self.factorised, strides=2,
+                                          padding=1, bias=False, spectral_norm=sn, name=f"deconv{n + 1}")(h, train)
         return jnp.tanh(h)
 
 
@@ -162,11 +176,13 @@ class Discriminator(nn.Module):
     spectral_norm: bool = True
     leaky_slope: float = 0.1
     giu: GIUSettings = GIUSettings()
+    attention_at: Sequence[int] = ()
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
         lay, n, sn = self.layers, num_stages(self.resolution), self.spectral_norm
         giu_at = _stages("giu_gan discriminator", "GIU", self.giu_at, n)
+        attention_at = _stages("giu_gan discriminator", "self-attention", self.attention_at, n)
         h = x
         for i in range(n):
             features = self.width * 2 ** i
@@ -178,6 +194,8 @@ class Discriminator(nn.Module):
             h = nn.leaky_relu(h, self.leaky_slope)
             if i in giu_at:
                 h = _giu(lay, self.giu, sn, f"giu{i + 1}")(h, train)
+            if i in attention_at:
+                h = _self_attention(lay, sn, f"attention{i + 1}")(h, train)
         outputs = lay.multiple
         h = lay.conv(outputs, (4, 4), strides=1, padding=0, bias=False, spectral_norm=sn,
                      name=f"conv{n + 1}")(h, train)
@@ -207,9 +225,12 @@ def build(model: Any) -> tuple[nn.Module, nn.Module]:
                                                              "se_reduction")))
     generator = Generator(layers, resolution=model.resolution, channels=model.channels, width=model.g_width,
                           giu_at=g_at, rbn_at=rbn_at, batch_norm=model.batch_norm,
-                          spectral_norm=bool(_field(model, "g_spectral_norm")), giu=settings)
+                          spectral_norm=bool(_field(model, "g_spectral_norm")), giu=settings,
+                          attention_at=tuple(_field(model, "g_self_attention_at")),
+                          factorised=bool(model.get("factorised", False)))
     discriminator = Discriminator(layers, resolution=model.resolution, width=model.d_width, giu_at=d_at,
                                   batch_norm=bool(_field(model, "d_batch_norm")),
                                   spectral_norm=model.spectral_norm,
-                                  leaky_slope=float(_field(model, "d_leaky_slope")), giu=settings)
+                                  leaky_slope=float(_field(model, "d_leaky_slope")), giu=settings,
+                                  attention_at=tuple(_field(model, "d_self_attention_at")))
     return generator, discriminator
