@@ -34,12 +34,25 @@ def main(argv):
         else:
             from qgan_jax import summary
             summary.run(FLAGS.config, FLAGS.workdir)
-    except (ValueError, FileNotFoundError, PermissionError, FloatingPointError) as error:
+    except (ValueError, OSError, FloatingPointError) as error:  # OSError: files, permissions, config loading.
         if logging.get_verbosity() > logging.INFO:  # --verbosity=1 (or more) shows the traceback.
             raise
-        raise SystemExit(f"error: {error} ({type(error).__name__}; --verbosity=1 shows the traceback)") from None
+        message = " ".join(str(error).split())
+        raise SystemExit(f"error: {message} ({type(error).__name__}; --verbosity=1 shows the traceback)") from None
     logging.flush()
 
 
+def parse_flags(argv):
+    """absl flag parsing with config overrides (``--config.a.b=v``); a typo in a field name or a bad value is a
+    one-line error naming the field instead of a traceback from inside ml_collections."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as error:
+        raise SystemExit(f"error: {error}\nPass --help for the flags.") from None
+    except (AttributeError, KeyError, TypeError, ValueError) as error:
+        message = str(error).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
+        raise SystemExit(f"error: bad --config override: {message}") from None
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)
