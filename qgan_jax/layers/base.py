@@ -136,6 +136,17 @@ def conv_transpose(x: Array, kernel: Array, strides, padding, output_padding, di
             dimension_numbers=dimension_numbers(len(ksize)), transpose_kernel=True, precision=precision)
 
 
+def _kernel_and_bias(layer, x: Array, kernel_transform: KernelTransform):
+    """Checks ``x``, creates the parameters, assembles (and transforms) the kernel; promotes dtypes."""
+    in_features = layer._check(x)
+    kernel = layer.make_kernel(in_features)
+    if kernel_transform is not None:
+        kernel = kernel_transform(kernel)
+    bias = (layer.param("bias", layer.bias_initializer(in_features), (layer.features,), layer.param_dtype)
+            if layer.use_bias else None)
+    return nn.dtypes.promote_dtype(x, kernel, bias, dtype=layer.dtype)
+
+
 class DenseLayer(nn.Module):
     """Base of the dense layers: ``y = x @ K + b`` on the last axis of any rank."""
     _: dataclasses.KW_ONLY
@@ -166,13 +177,7 @@ class DenseLayer(nn.Module):
     @nn.compact
     def __call__(self, x: Array, kernel_transform: KernelTransform = None) -> Array:
         """x: ``(..., in)`` -> ``(..., features)``."""
-        in_features = self._check(x)
-        kernel = self.make_kernel(in_features)
-        if kernel_transform is not None:
-            kernel = kernel_transform(kernel)
-        bias = (self.param("bias", self.bias_initializer(in_features), (self.features,),
-                                              self.param_dtype) if self.use_bias else None)
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        x, kernel, bias = _kernel_and_bias(self, x, kernel_transform)
         y = lax.dot_general(x, kernel, (((x.ndim - 1,), (0,)), ((), ())), precision=self.precision)
         return y + bias if bias is not None else y
 
@@ -230,13 +235,7 @@ class ConvLayer(nn.Module):
     @nn.compact
     def __call__(self, x: Array, kernel_transform: KernelTransform = None) -> Array:
         """x: ``(N, *spatial, in)`` -> ``(N, *spatial_out, features)``."""
-        in_features = self._check(x)
-        kernel = self.make_kernel(in_features)
-        if kernel_transform is not None:
-            kernel = kernel_transform(kernel)
-        bias = (self.param("bias", self.bias_initializer(in_features), (self.features,),
-                                              self.param_dtype) if self.use_bias else None)
-        x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+        x, kernel, bias = _kernel_and_bias(self, x, kernel_transform)
         y = self._run(x, kernel)
         return y + bias if bias is not None else y
 
