@@ -14,9 +14,9 @@ def qmul(p, q):
     a1, b1, c1, d1 = np.moveaxis(p, -1, 0)
     a2, b2, c2, d2 = np.moveaxis(q, -1, 0)
     return np.stack([a1 * a2 - b1 * b2 - c1 * c2 - d1 * d2,
-                                      a1 * b2 + b1 * a2 + c1 * d2 - d1 * c2,
-                                      a1 * c2 - b1 * d2 + c1 * a2 + d1 * b2,
-                                      a1 * d2 + b1 * c2 - c1 * b2 + d1 * a2], axis=-1)
+                     a1 * b2 + b1 * a2 + c1 * d2 - d1 * c2,
+                     a1 * c2 - b1 * d2 + c1 * a2 + d1 * b2,
+                     a1 * d2 + b1 * c2 - c1 * b2 + d1 * a2], axis=-1)
 
 
 def qconj(q):
@@ -49,7 +49,7 @@ def conv_loop(x, ksize, strides, pads, dilation, tap_fn, out_features):
     """Cross-correlation by explicit loops. tap_fn(tap, x_at (N, C)) -> (N, out_features)."""
     n, *spatial, _ = x.shape
     out_shape = [(h + lo + hi - d * (k - 1) - 1) // s + 1
-                              for h, k, s, (lo, hi), d in zip(spatial, ksize, strides, pads, dilation)]
+                 for h, k, s, (lo, hi), d in zip(spatial, ksize, strides, pads, dilation)]
     y = np.zeros((n, *out_shape, out_features))
     for u in itertools.product(*[range(o) for o in out_shape]):
         for t in itertools.product(*[range(k) for k in ksize]):
@@ -63,7 +63,7 @@ def conv_transpose_loop(x, ksize, strides, pads, output_padding, dilation, tap_f
     """PyTorch ConvTranspose scatter by loops: y[q*s - p + t*d] += tap_fn(t, x[q])."""
     n, *spatial, _ = x.shape
     out_shape = [(h - 1) * s - 2 * p + d * (k - 1) + op + 1
-                              for h, k, s, p, op, d in zip(spatial, ksize, strides, pads, output_padding, dilation)]
+                 for h, k, s, p, op, d in zip(spatial, ksize, strides, pads, output_padding, dilation)]
     y = np.zeros((n, *out_shape, out_features))
     for q in itertools.product(*[range(h) for h in spatial]):
         for t in itertools.product(*[range(k) for k in ksize]):

@@ -84,8 +84,8 @@ def test_jit_and_grad(dtype, make):
 ])
 def test_algebra_switch(name, n, cls):
     layers = (algebra.conv(name, 12, (3, 3), phc_n=n, padding=1, init_criterion="he"),
-                        algebra.conv_transpose(name, 12, (4, 4), phc_n=n, strides=2, padding=1),
-                        algebra.dense(name, 12, phc_n=n))
+              algebra.conv_transpose(name, 12, (4, 4), phc_n=n, strides=2, padding=1),
+              algebra.dense(name, 12, phc_n=n))
     for layer, expected in zip(layers, cls):
         assert type(layer) is expected
     assert algebra.channel_multiple(name, n) == {"real": 1, "quaternion": 4, "phc": 3}[name]

@@ -35,7 +35,7 @@ def _assembled(layer_params, kind):
 LAYERS = [
         ("quaternion_conv", lambda: qt.QuaternionConv(8, (3, 3), padding=1, param_dtype=jnp.float64), (2, 5, 5, 8)),
         ("quaternion_transpose", lambda: qt.QuaternionConvTranspose(8, (4, 4), strides=2, padding=1,
-                                                                                                                                param_dtype=jnp.float64), (2, 3, 3, 4)),
+                                param_dtype=jnp.float64), (2, 3, 3, 4)),
         ("phc", lambda: phc.PHConv(3, 6, (3, 3), param_dtype=jnp.float64), (2, 5, 5, 9)),
         ("real", lambda: real.Conv(5, (3, 3), param_dtype=jnp.float64), (2, 5, 5, 3)),
         ("real", lambda: real.Dense(7, param_dtype=jnp.float64), (4, 6)),
@@ -59,7 +59,7 @@ def test_one_training_call_is_one_power_step(x64, rng, kind, make, shape):
     # The output equals the layer applied with its kernel divided by sigma = u^T M v.
     sigma = u @ matrix @ v
     plain = make().apply({"params": variables["params"]["layer"]}, x,
-                                              kernel_transform=lambda k: k / sigma)
+                         kernel_transform=lambda k: k / sigma)
     np.testing.assert_allclose(y, plain, rtol=1e-12, atol=1e-12)
 
 
@@ -94,7 +94,7 @@ def test_gradient_flows_through_kernel_not_u_v(x64, rng):
 
     def loss(params, stats):
         y, _ = sn.apply({"params": params, "batch_stats": stats}, x, update_stats=True,
-                                        mutable=["batch_stats"])
+                mutable=["batch_stats"])
         return jnp.sum(y ** 2)
 
     g_params, g_stats = jax.grad(loss, argnums=(0, 1))(variables["params"], variables["batch_stats"])
@@ -103,10 +103,10 @@ def test_gradient_flows_through_kernel_not_u_v(x64, rng):
     # Finite-difference check of one kernel entry with u, v fixed (eval mode): sigma's own
     # dependence on the kernel is part of the gradient.
     eval_loss = lambda p: jnp.sum(sn.apply({"params": p, "batch_stats": variables["batch_stats"]}, x,
-                                                                                  update_stats=False) ** 2)
+                                           update_stats=False) ** 2)
     kernel = variables["params"]["layer"]["kernel"]
     bumped = lambda d: {"layer": {**variables["params"]["layer"],
-                                                                "kernel": kernel.at[1, 0, 2, 1, 0].add(d)}}
+                   "kernel": kernel.at[1, 0, 2, 1, 0].add(d)}}
     eps = 1e-6
     numeric = (eval_loss(bumped(eps)) - eval_loss(bumped(-eps))) / (2 * eps)
     analytic = jax.grad(eval_loss)(variables["params"])["layer"]["kernel"][1, 0, 2, 1, 0]
@@ -126,7 +126,7 @@ def _qbn_reference(x, scale, bias, mean=None, var=None, eps=1e-5):
         mean = np.array([c.mean() for c in comps])
         var = np.mean(sum((c - m) ** 2 for c, m in zip(comps, mean)))
     out = [scale * (c - m) / np.sqrt(var + eps) + bias[s * q:(s + 1) * q]
-                  for s, (c, m) in enumerate(zip(comps, mean))]
+           for s, (c, m) in enumerate(zip(comps, mean))]
     return np.concatenate(out, axis=-1), mean, var
 
 
@@ -139,16 +139,16 @@ def test_quaternion_batch_norm_train_and_eval(x64, rng):
     params = {"scale": jnp.asarray(rng.normal(size=3)), "bias": jnp.asarray(rng.normal(size=12))}
     stats = {"mean": jnp.asarray(rng.normal(size=4)), "var": jnp.asarray([1.7])}
     y, new = bn.apply({"params": params, "batch_stats": stats}, jnp.asarray(x),
-                                        use_running_average=False, mutable=["batch_stats"])
+             use_running_average=False, mutable=["batch_stats"])
     expected, mean, var = _qbn_reference(x, np.asarray(params["scale"]), np.asarray(params["bias"]))
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(new["batch_stats"]["mean"], 0.9 * np.asarray(stats["mean"]) + 0.1 * mean,
-                                                          rtol=1e-12)
+                               rtol=1e-12)
     np.testing.assert_allclose(new["batch_stats"]["var"], 0.9 * 1.7 + 0.1 * var, rtol=1e-12)
     y_eval, unchanged = bn.apply({"params": params, "batch_stats": stats}, jnp.asarray(x),
-                                                              use_running_average=True, mutable=["batch_stats"])
+                                 use_running_average=True, mutable=["batch_stats"])
     expected_eval, _, _ = _qbn_reference(x, np.asarray(params["scale"]), np.asarray(params["bias"]),
-                                                                              np.asarray(stats["mean"]), 1.7)
+                                         np.asarray(stats["mean"]), 1.7)
     np.testing.assert_allclose(y_eval, expected_eval, rtol=1e-12, atol=1e-12)
     jax.tree.map(np.testing.assert_array_equal, unchanged["batch_stats"], stats)
 

@@ -32,7 +32,7 @@ def test_phconv_matches_kronecker_loop(x64, rng, n, ksize, strides, padding, dil
     spatial = (6, 5, 4)[:len(ksize)]
     x = rng.normal(size=(2, *spatial, 2 * n))
     layer = phc.PHConv(n, 3 * n, ksize, strides=strides, padding=padding, kernel_dilation=dilation,
-                                          param_dtype=jnp.float64)
+                       param_dtype=jnp.float64)
     variables = _random_variables(layer, jnp.asarray(x), rng)
     y = np.asarray(jax.jit(layer.apply)(variables, jnp.asarray(x)))
     p = {k: np.asarray(v) for k, v in variables["params"].items()}
@@ -40,24 +40,24 @@ def test_phconv_matches_kronecker_loop(x64, rng, n, ksize, strides, padding, dil
     tup = lambda v: (v,) * nd if isinstance(v, int) else tuple(v)
     pads = [(padding, padding)] * nd if isinstance(padding, int) else [tuple(q) for q in padding]
     expected = ref.conv_loop(x, ksize, tup(strides), pads, tup(dilation),
-                                                      ref.phc_tap(p["A"], p["F"]), 3 * n) + p["bias"]
+                             ref.phc_tap(p["A"], p["F"]), 3 * n) + p["bias"]
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("n,ksize,strides,padding,output_padding", [
         (2, (4, 4), 2, 1, 0), (3, (3, 3), 2, 1, 1), (4, (3,), 1, 0, 0)])
 def test_phconv_transpose_matches_kronecker_scatter(x64, rng, n, ksize, strides, padding,
-                                                                                                        output_padding):
+                          output_padding):
     nd = len(ksize)
     x = rng.normal(size=(2, *(4,) * nd, 2 * n))
     layer = phc.PHConvTranspose(n, 3 * n, ksize, strides=strides, padding=padding,
-                                                            output_padding=output_padding, param_dtype=jnp.float64)
+                  output_padding=output_padding, param_dtype=jnp.float64)
     variables = _random_variables(layer, jnp.asarray(x), rng)
     y = np.asarray(layer.apply(variables, jnp.asarray(x)))
     p = {k: np.asarray(v) for k, v in variables["params"].items()}
     expected = ref.conv_transpose_loop(x, ksize, (strides,) * nd, (padding,) * nd,
-                                                                          (output_padding,) * nd, (1,) * nd,
-                                                                          ref.phc_tap(p["A"], p["F"]), 3 * n) + p["bias"]
+                                       (output_padding,) * nd, (1,) * nd,
+                                       ref.phc_tap(p["A"], p["F"]), 3 * n) + p["bias"]
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
 
 
@@ -78,7 +78,7 @@ def test_phc_n4_with_hamilton_matrices_is_quaternion_conv(x64, rng):
     qvars = _random_variables(qconv, x, rng)
     pconv = phc.PHConv(4, 12, (3, 3), strides=2, padding=1, param_dtype=jnp.float64)
     pvars = {"params": {"A": jnp.asarray(qt.HAMILTON_MATRICES, jnp.float64),
-                                            "F": qvars["params"]["kernel"], "bias": qvars["params"]["bias"]}}
+              "F": qvars["params"]["kernel"], "bias": qvars["params"]["bias"]}}
     np.testing.assert_allclose(pconv.apply(pvars, x), qconv.apply(qvars, x), rtol=1e-14, atol=1e-14)
 
 
@@ -87,7 +87,7 @@ def test_phdense_n4_with_hamilton_matrices_is_quaternion_dense(x64, rng):
     qd = qt.QuaternionDense(16, param_dtype=jnp.float64)
     qvars = _random_variables(qd, x, rng)
     pvars = {"params": {"A": jnp.asarray(qt.HAMILTON_MATRICES, jnp.float64),
-                                            "F": qvars["params"]["kernel"], "bias": qvars["params"]["bias"]}}
+              "F": qvars["params"]["kernel"], "bias": qvars["params"]["bias"]}}
     np.testing.assert_allclose(phc.PHDense(4, 16).apply(pvars, x), qd.apply(qvars, x), rtol=1e-14)
 
 

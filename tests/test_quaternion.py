@@ -49,7 +49,7 @@ def test_quaternion_conv_matches_hamilton_loop(x64, rng, ksize, strides, padding
     spatial = (7, 6, 5)[:len(ksize)]
     x = rng.normal(size=(2, *spatial, 8))
     layer = qt.QuaternionConv(12, ksize, strides=strides, padding=padding, kernel_dilation=dilation,
-                                                        param_dtype=jnp.float64)
+                 param_dtype=jnp.float64)
     variables = _random_variables(layer, jnp.asarray(x), rng)
     y = np.asarray(jax.jit(layer.apply)(variables, jnp.asarray(x)))
     w, b = (np.asarray(variables["params"][k]) for k in ("kernel", "bias"))
@@ -74,19 +74,19 @@ TRANSPOSE_CASES = [
 
 @pytest.mark.parametrize("ksize,strides,padding,output_padding,dilation", TRANSPOSE_CASES)
 def test_quaternion_conv_transpose_matches_conjugate_loop(x64, rng, ksize, strides, padding,
-                                                                                                                    output_padding, dilation):
+                             output_padding, dilation):
     nd = len(ksize)
     spatial = (4, 3, 3)[:nd]
     x = rng.normal(size=(2, *spatial, 8))
     layer = qt.QuaternionConvTranspose(12, ksize, strides=strides, padding=padding,
-                                                                          output_padding=output_padding, kernel_dilation=dilation,
-                                                                          param_dtype=jnp.float64)
+                                       output_padding=output_padding, kernel_dilation=dilation,
+                                       param_dtype=jnp.float64)
     variables = _random_variables(layer, jnp.asarray(x), rng)
     y = np.asarray(jax.jit(layer.apply)(variables, jnp.asarray(x)))
     w, b = (np.asarray(variables["params"][k]) for k in ("kernel", "bias"))
     tup = lambda v: (v,) * nd if isinstance(v, int) else tuple(v)
     expected = ref.conv_transpose_loop(x, ksize, tup(strides), tup(padding), tup(output_padding),
-                                                                          tup(dilation), ref.quaternion_tap(w, conjugate=True), 12) + b
+                                       tup(dilation), ref.quaternion_tap(w, conjugate=True), 12) + b
     assert y.shape == expected.shape
     np.testing.assert_allclose(y, expected, rtol=1e-12, atol=1e-12)
 
@@ -98,16 +98,16 @@ def test_transpose_is_adjoint_of_conv(x64, rng, ksize, strides, padding, dilatio
     nd = len(ksize)
     x = rng.normal(size=(2, *(size,) * nd, 8))
     conv = qt.QuaternionConv(12, ksize, strides=strides, padding=padding, kernel_dilation=dilation,
-                                                      use_bias=False, param_dtype=jnp.float64)
+                             use_bias=False, param_dtype=jnp.float64)
     cvars = _random_variables(conv, jnp.asarray(x), rng)
     y_conv = np.asarray(conv.apply(cvars, jnp.asarray(x)))
     tup = lambda v: (v,) * nd if isinstance(v, int) else tuple(v)
     # Output padding that restores the input size exactly.
     out_pad = [size - ((o - 1) * s - 2 * padding + d * (k - 1) + 1)
-                          for o, s, d, k in zip(y_conv.shape[1:-1], tup(strides), tup(dilation), ksize)]
+               for o, s, d, k in zip(y_conv.shape[1:-1], tup(strides), tup(dilation), ksize)]
     convt = qt.QuaternionConvTranspose(8, ksize, strides=strides, padding=padding,
-                                                                          output_padding=out_pad, kernel_dilation=dilation,
-                                                                          use_bias=False, param_dtype=jnp.float64)
+                                       output_padding=out_pad, kernel_dilation=dilation,
+                                       use_bias=False, param_dtype=jnp.float64)
     # The transposed layer maps 4O -> 4I: its kernel (4, *k, O, I) holds the same components.
     tvars = {"params": {"kernel": jnp.swapaxes(cvars["params"]["kernel"], -1, -2)}}
     y = rng.normal(size=y_conv.shape)

@@ -42,9 +42,9 @@ def bias_initializer(bias_init: BiasInit, fan_in: int, owner: str) -> Callable:
     if bias_init == "torch":
         bound = 1.0 / math.sqrt(max(fan_in, 1))
         return sample_flat(lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-                key, shape, dtype, -bound, bound))
+            key, shape, dtype, -bound, bound))
     raise ValueError(f"{owner}: unknown bias_init {bias_init!r}; allowed: a callable or one of "
-                                      f"{', '.join(BIAS_INITS)}.")
+                     f"{', '.join(BIAS_INITS)}.")
 
 
 def sample_flat(init: Callable) -> Callable:
@@ -81,7 +81,7 @@ def as_tuple(value: IntOrSeq, ndim: int, what: str, owner: str) -> tuple[int, ..
     value = tuple(int(v) for v in value)
     if len(value) != ndim:
         raise ValueError(f"{owner}: {what} must be an int or {ndim} ints (one per spatial dimension), "
-                                          f"got {value}.")
+                         f"got {value}.")
     return value
 
 
@@ -90,7 +90,7 @@ def conv_padding(padding: PaddingLike, ndim: int, owner: str):
     if isinstance(padding, str):
         if padding.upper() not in ("SAME", "VALID"):
             raise ValueError(f"{owner}: padding must be 'SAME', 'VALID', an int or one int / (lo, hi) "
-                                              f"pair per spatial dimension, got {padding!r}.")
+                             f"pair per spatial dimension, got {padding!r}.")
         return padding.upper()
     if isinstance(padding, int):
         return [(padding, padding)] * ndim
@@ -117,12 +117,12 @@ def conv(x: Array, kernel: Array, strides, padding, dilation, precision=None) ->
     """Real convolution (cross-correlation), NHWC input, HWIO kernel."""
     ndim = kernel.ndim - 2
     return lax.conv_general_dilated(
-            x, kernel, window_strides=strides, padding=padding, rhs_dilation=dilation,
-            dimension_numbers=dimension_numbers(ndim), precision=precision)
+        x, kernel, window_strides=strides, padding=padding, rhs_dilation=dilation,
+        dimension_numbers=dimension_numbers(ndim), precision=precision)
 
 
 def conv_transpose(x: Array, kernel: Array, strides, padding, output_padding, dilation,
-                                      precision=None) -> Array:
+                   precision=None) -> Array:
     """PyTorch-semantics transposed convolution with a direct ``(*k, in, out)`` kernel.
 
     Implemented as the gradient of the convolution whose HWIO kernel maps ``out -> in``
@@ -130,10 +130,10 @@ def conv_transpose(x: Array, kernel: Array, strides, padding, output_padding, di
     """
     ksize = kernel.shape[:-2]
     pads = [(d * (k - 1) - p, d * (k - 1) - p + op)
-                    for k, p, op, d in zip(ksize, padding, output_padding, dilation)]
+            for k, p, op, d in zip(ksize, padding, output_padding, dilation)]
     return lax.conv_transpose(
-            x, jnp.swapaxes(kernel, -1, -2), strides=strides, padding=pads, rhs_dilation=dilation,
-            dimension_numbers=dimension_numbers(len(ksize)), transpose_kernel=True, precision=precision)
+        x, jnp.swapaxes(kernel, -1, -2), strides=strides, padding=pads, rhs_dilation=dilation,
+        dimension_numbers=dimension_numbers(len(ksize)), transpose_kernel=True, precision=precision)
 
 
 def _kernel_and_bias(layer, x: Array, kernel_transform: KernelTransform):
@@ -219,7 +219,7 @@ class ConvLayer(nn.Module):
             raise ValueError(f"{owner}: kernel_size must have 1, 2 or 3 entries, got {self.kernel_size}.")
         if x.ndim != self.ndim + 2:
             raise ValueError(f"{owner}: a {self.ndim}-D kernel needs input of rank {self.ndim + 2} "
-                                              f"(N, *spatial, C), got shape {tuple(x.shape)}.")
+                             f"(N, *spatial, C), got shape {tuple(x.shape)}.")
         in_features = x.shape[-1]
         check_divisible(owner, "input channels", in_features, self.divisor)
         check_divisible(owner, "features", self.features, self.divisor)
@@ -257,11 +257,11 @@ class ConvTransposeLayer(ConvLayer):
         dilation = as_tuple(self.kernel_dilation, self.ndim, "kernel_dilation", owner)
         if isinstance(self.padding, str):
             raise ValueError(f"{owner}: transposed-convolution padding is an int or one int per spatial "
-                                              f"dimension (PyTorch meaning), got {self.padding!r}.")
+                             f"dimension (PyTorch meaning), got {self.padding!r}.")
         padding = as_tuple(self.padding, self.ndim, "padding", owner)
         output_padding = as_tuple(self.output_padding, self.ndim, "output_padding", owner)
         for s, d, op in zip(strides, dilation, output_padding):
             if not (0 <= op < max(s, d)):
                 raise ValueError(f"{owner}: output_padding {output_padding} must be smaller than the stride "
-                                                  f"{strides} or the dilation {dilation}.")
+                                 f"{strides} or the dilation {dilation}.")
         return conv_transpose(x, kernel, strides, padding, output_padding, dilation, self.precision)

@@ -52,13 +52,13 @@ class SpectralNorm(nn.Module):
         owner = base.layer_label(self.layer)
         if not isinstance(self.layer, (base.ConvLayer, base.DenseLayer)):
             raise TypeError(f"SpectralNorm wraps qgan_jax conv / dense layers (they expose their assembled "
-                                            f"kernel); got {owner}.")
+                    f"kernel); got {owner}.")
         out_features = self.layer.features
         in_size = x.shape[-1] * math.prod(tuple(getattr(self.layer, "kernel_size", ())))
         u_var = self.variable(self.collection_name, "u", lambda: _l2_normalize(
-                jax.random.normal(self.make_rng("params"), (out_features,), self.param_dtype), self.eps))
+            jax.random.normal(self.make_rng("params"), (out_features,), self.param_dtype), self.eps))
         v_var = self.variable(self.collection_name, "v", lambda: _l2_normalize(
-                jax.random.normal(self.make_rng("params"), (in_size,), self.param_dtype), self.eps))
+            jax.random.normal(self.make_rng("params"), (in_size,), self.param_dtype), self.eps))
         update = update_stats and not self.is_initializing()
 
         def normalise(kernel: Array) -> Array:
@@ -97,7 +97,7 @@ class QuaternionBatchNorm(nn.Module):
     @nn.compact
     def __call__(self, x: Array, use_running_average: Optional[bool] = None) -> Array:
         use_running_average = nn.merge_param("use_running_average", self.use_running_average,
-                                                                                  use_running_average)
+                                             use_running_average)
         channels = x.shape[-1]
         n = self.components
         base.check_divisible(base.layer_label(self), "channels", channels, n)

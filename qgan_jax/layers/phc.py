@@ -29,7 +29,7 @@ def phc_kernel(A: Array, F: Array) -> Array:
     n = A.shape[0]
     if A.shape != (n, n, n) or F.shape[0] != n or F.ndim < 3:
         raise ValueError(f"phc_kernel: expected A (n, n, n) and F (n, *spatial, I', O'), got A "
-                                          f"{tuple(A.shape)} and F {tuple(F.shape)}.")
+                         f"{tuple(A.shape)} and F {tuple(F.shape)}.")
     *spatial, i_in, o_out = F.shape[1:]
     w = jnp.einsum("sab,s...io->...biao", A, F, precision=lax.Precision.HIGHEST)
     return w.reshape(*spatial, n * i_in, n * o_out)
@@ -38,7 +38,7 @@ def phc_kernel(A: Array, F: Array) -> Array:
 def _xavier_uniform(fan_in: int, fan_out: int):
     bound = math.sqrt(6.0 / (fan_in + fan_out))
     return base.sample_flat(lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-            key, shape, dtype, -bound, bound))
+        key, shape, dtype, -bound, bound))
 
 
 class _PHKernel:
@@ -64,7 +64,7 @@ class _PHKernel:
         # PyTorch's xavier fans on A (n, n, n) and on the reference F (n, O', I', *k).
         A = self.param("A", _xavier_uniform(n * n, n * n), (n, n, n), self.param_dtype)
         F = self.param("F", _xavier_uniform(o_out * i_in * receptive, n * i_in * receptive),
-                                      (n, *spatial, i_in, o_out), self.param_dtype)
+                       (n, *spatial, i_in, o_out), self.param_dtype)
         return phc_kernel(A, F)
 
 

@@ -60,7 +60,7 @@ def hamilton_kernel(w: Array) -> Array:
     """
     if w.ndim < 3 or w.shape[0] != 4:
         raise ValueError(f"hamilton_kernel: expected components-first shape (4, *spatial, I, O), "
-                                          f"got {tuple(w.shape)}.")
+                         f"got {tuple(w.shape)}.")
     rows = []
     for b in range(4):
         row = []
@@ -91,7 +91,7 @@ def _fans(shape: Sequence[int], swap: bool) -> tuple[int, int]:
 
 
 def quaternion_initializer(kind: str = "quaternion", criterion: str = "glorot",
-                                                      swap_fans: bool = False, stddev: float = 0.02) -> Callable:
+                           swap_fans: bool = False, stddev: float = 0.02) -> Callable:
     """Initialiser of a components-first quaternion kernel ``(4, *k, I, O)``.
 
     kind: 'quaternion' (chi(4) modulus with the criterion scale, uniform phase, random unit axis),
@@ -110,7 +110,7 @@ def quaternion_initializer(kind: str = "quaternion", criterion: str = "glorot",
             raise ValueError(f"Quaternion kernels are components-first (4, ...), got shape {shape}.")
         fan_in, fan_out = _fans(shape, swap_fans)
         scale = (1.0 / math.sqrt(2.0 * (fan_in + fan_out)) if criterion == "glorot"
-                          else 1.0 / math.sqrt(2.0 * fan_in))
+                 else 1.0 / math.sqrt(2.0 * fan_in))
         part = tuple(shape[1:])
         size = math.prod(part)
         # Sampled flat, then reshaped: high-rank random shapes compile slowly on CPU.
@@ -137,7 +137,7 @@ def _kernel_init(module) -> Callable:
     if callable(module.kernel_init):
         return module.kernel_init
     return quaternion_initializer(module.kernel_init, module.init_criterion,
-                                                                swap_fans=getattr(module, "transposed", False))
+                   swap_fans=getattr(module, "transposed", False))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -219,7 +219,7 @@ def rgb_to_quaternion(images: Array, mode: str = "zero") -> Array:
         raise ValueError(f"rgb_to_quaternion: unknown mode {mode!r}; allowed: {', '.join(REAL_PART_MODES)}.")
     if images.shape[-1] != 3:
         raise ValueError(f"rgb_to_quaternion: expected 3 channels on the last axis, got shape "
-                                          f"{tuple(images.shape)}.")
+                         f"{tuple(images.shape)}.")
     real = jnp.full(images.shape[:-1] + (1,), REAL_PART_MODES[mode], images.dtype)
     return jnp.concatenate([real, images], axis=-1)
 
@@ -228,5 +228,5 @@ def quaternion_to_rgb(images: Array) -> Array:
     """``(..., 4)`` quaternion images -> ``(..., 3)`` RGB: the real part is dropped (D8)."""
     if images.shape[-1] != 4:
         raise ValueError(f"quaternion_to_rgb: expected 4 channels on the last axis, got shape "
-                                          f"{tuple(images.shape)}.")
+                         f"{tuple(images.shape)}.")
     return images[..., 1:]
