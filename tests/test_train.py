@@ -260,7 +260,8 @@ def test_step_with_gradient_penalty_r1_wasserstein_and_rmsprop():
 
 
 _CONFIGS = sorted(p.stem for p in (ROOT / 'configs').glob('*.py') if p.stem not in ('base', '__init__'))
-_FAST_CONFIGS = ('quickstart', 'giu_cifar10', 'factorised_mnist')  # Spectral norm + BN, GP + RBN, dropout.
+_FAST_CONFIGS = ('quickstart', 'giu_cifar10', 'factorised_mnist', 'gansformer_cifar10')  # SN + BN, GP + RBN,
+# dropout, lazy R1 + noise + style mixing.
 
 
 @pytest.mark.parametrize('name', [pytest.param(n, marks=() if n in _FAST_CONFIGS else pytest.mark.slow)
