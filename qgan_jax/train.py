@@ -31,7 +31,7 @@ import numpy as np
 import optax
 from absl import logging
 
-from qgan_jax import checkpointing, data, losses, observability, parallel
+from qgan_jax import checkpointing, data, losses, models, observability, parallel
 
 # Streams derived from the base key PRNGKey(train.seed) with fold_in, so that each use has its own.
 _INIT_STREAM, _STEP_STREAM, _GRID_STREAM, _SAMPLE_STREAM, _EVAL_STREAM = 0, 1, 2, 3, 4
@@ -171,15 +171,12 @@ def make_optimizers(config: ml_collections.ConfigDict) -> tuple[optax.GradientTr
 
 def build_models(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
     """(generator, discriminator) flax modules from the model registry (`qgan_jax.models.build`)."""
-    from qgan_jax import models
     return models.build(config)
 
 
 def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """A copy with model.channels resolved (0 = auto) and data.quaternion consistent (`models.resolve`)."""
-    from qgan_jax import models
-    resolve = getattr(models, 'resolve', None)
-    return resolve(config) if resolve is not None else config
+    return models.resolve(config)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -58,9 +58,8 @@ def _to_reference(variables, family, algebra, is_generator, g_offset):
         elif last in ("fully_connect", "fully_connect_gan2", "dense"):
             layer = name + (".linear" if last == "fully_connect_gan2" else "")
             if last == "fully_connect" and is_generator:
-                z_dim, width = value.shape[0] if leaf == "kernel" else None, None
                 if leaf == "kernel":
-                    c0 = value.shape[1] // 16
+                    z_dim, c0 = value.shape[0], value.shape[1] // 16
                     value = value.reshape(z_dim, 4, 4, c0).transpose(0, 3, 1, 2).reshape(z_dim, -1).T
                 else:
                     c0 = value.shape[0] // 16

@@ -7,10 +7,9 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-from qgan_jax import losses, models
+from qgan_jax import models
 from qgan_jax.models import gansformer as gf
 from tests.test_stylegan_layers import numpy_variables
 

@@ -227,14 +227,10 @@ class SelfAttention(nn.Module):
 
     def _conv(self, features: int, name: str):
         from qgan_jax.layers import algebra as algebra_lib
-        from qgan_jax.layers.normalization import SpectralNorm
-        if self.spectral_norm:
-            wrapped = SpectralNorm(algebra_lib.conv(self.algebra, features, (1, 1), phc_n=self.phc_n, padding=0,
-                                                    dtype=self.dtype, parent=None), name=name)
-            return lambda x, train: wrapped(x, update_stats=train)
-        layer = algebra_lib.conv(self.algebra, features, (1, 1), phc_n=self.phc_n, padding=0, dtype=self.dtype,
-                                 name=name)
-        return lambda x, train: layer(x)
+        from qgan_jax.layers.normalization import build_layer
+        return build_layer(lambda **p: algebra_lib.conv(self.algebra, features, (1, 1), phc_n=self.phc_n,
+                                                        padding=0, dtype=self.dtype, **p),
+                           name, self.spectral_norm)
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:

@@ -32,7 +32,7 @@ from flax import linen as nn
 from qgan_jax.layers import algebra as algebra_lib
 from qgan_jax.layers import base, phc, real
 from qgan_jax.layers import quaternion as qt
-from qgan_jax.layers.normalization import SpectralNorm
+from qgan_jax.layers.normalization import build_layer
 
 Array = jax.Array
 
@@ -149,13 +149,9 @@ class FactorisedConv(nn.Module):
         kwargs["use_bias"] = self.use_bias
         h = x
         for i, (name, ksize) in enumerate((("first", (kh, 1)), ("second", (1, kw)))):
-            if self.spectral_norm:
-                layer = SpectralNorm(self._make_half(self.features, ksize, strides=strides[i], parent=None,
-                                                     **pads[i], **kwargs), name=name)
-                h = layer(h, update_stats=update_stats)
-            else:
-                h = self._make_half(self.features, ksize, strides=strides[i], name=name, **pads[i],
-                                    **kwargs)(h)
+            half = build_layer(lambda ksize=ksize, i=i, **p: self._make_half(
+                self.features, ksize, strides=strides[i], **pads[i], **kwargs, **p), name, self.spectral_norm)
+            h = half(h, update_stats)
             if self.activation is not None and (i == 1 or self.variant == "factorised_keras"):
                 h = self.activation(h)
         return h

@@ -27,7 +27,7 @@ from jax import lax
 
 from qgan_jax.layers import algebra as algebra_lib
 from qgan_jax.layers import base
-from qgan_jax.layers.normalization import SpectralNorm
+from qgan_jax.layers.normalization import build_layer
 from qgan_jax.layers.rbn import BatchNorm
 
 Array = jax.Array
@@ -68,12 +68,7 @@ class _Factory:
         return kwargs
 
     def _build(self, make: Callable[..., nn.Module], name: str) -> Callable[[Array, bool], Array]:
-        """Creates the layer under ``name`` in the calling module (inside SpectralNorm when asked)."""
-        if self.spectral_norm:
-            wrapped = SpectralNorm(make(parent=None), name=name)
-            return lambda x, train: wrapped(x, update_stats=train)
-        layer = make(name=name)
-        return lambda x, train: layer(x)
+        return build_layer(make, name, self.spectral_norm)
 
     def conv1x1(self, features: int, *, name: str, bias: bool) -> Callable[[Array, bool], Array]:
         kwargs = self._kwargs(bias, "zeros", kaiming_normal_fan_out())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -75,6 +75,23 @@ class SpectralNorm(nn.Module):
             return kernel / sigma
 
         return self.layer(x, kernel_transform=normalise)
+
+
+LayerFn = Callable[[Array, bool], Array]
+
+
+def build_layer(make: Callable[..., nn.Module], name: str, spectral_norm: bool) -> LayerFn:
+    """Creates ``make(...)`` under ``name`` in the calling module, wrapped in :class:`SpectralNorm` when asked.
+
+    ``make(**kwargs)`` builds an unbound layer (it receives ``name=`` or ``parent=None``). Returns
+    ``fn(x, train)``; with spectral norm, ``train`` advances the power iteration and the layer's params sit
+    under ``<name>/layer``.
+    """
+    if spectral_norm:
+        wrapped = SpectralNorm(make(parent=None), name=name)
+        return lambda x, train: wrapped(x, update_stats=train)
+    layer = make(name=name)
+    return lambda x, train: layer(x)
 
 
 class QuaternionBatchNorm(nn.Module):

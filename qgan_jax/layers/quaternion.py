@@ -19,7 +19,6 @@ from typing import Callable, Sequence, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import linen as nn
 
 from qgan_jax.layers import base
 

@@ -7,7 +7,7 @@ Every hypercomplex-capable layer of a model is created through :class:`Layers`, 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
@@ -15,7 +15,8 @@ from flax import linen as nn
 
 from qgan_jax.layers import algebra as algebra_lib
 from qgan_jax.layers import base, real
-from qgan_jax.layers.normalization import QuaternionBatchNorm, SpectralNorm
+from qgan_jax.layers import normalization
+from qgan_jax.layers.normalization import QuaternionBatchNorm
 
 Array = jax.Array
 
@@ -69,20 +70,20 @@ class Layers:
     def conv(self, features: int, kernel_size, *, name: str, spectral_norm: bool = False,
              bias: bool = True, torch_bias: bool = True, **kw) -> "LayerFn":
         """Convolution of this algebra; real biases keep PyTorch's uniform init (D3)."""
-        return _build(lambda **p: algebra_lib.conv(
+        return normalization.build_layer(lambda **p: algebra_lib.conv(
             self.algebra, features, kernel_size, phc_n=self.phc_n, **self._kwargs(bias, torch_bias),
             **kw, **p), name, spectral_norm)
 
     def conv_transpose(self, features: int, kernel_size, *, name: str, spectral_norm: bool = False,
                        bias: bool = True, torch_bias: bool = True, **kw) -> "LayerFn":
-        return _build(lambda **p: algebra_lib.conv_transpose(
+        return normalization.build_layer(lambda **p: algebra_lib.conv_transpose(
             self.algebra, features, kernel_size, phc_n=self.phc_n, **self._kwargs(bias, torch_bias),
             **kw, **p), name, spectral_norm)
 
     def real_dense(self, features: int, *, name: str, spectral_norm: bool = False,
                    bias: bool = True) -> "LayerFn":
         """The real-valued dense layers (G input, D head) of every algebra, N(0, 0.02) as the reference."""
-        return _build(lambda **p: real.Dense(features, use_bias=bias, bias_init="torch",
+        return normalization.build_layer(lambda **p: real.Dense(features, use_bias=bias, bias_init="torch",
                                              kernel_init=normal_init(), dtype=self.dtype, **p),
                       name, spectral_norm)
 
@@ -99,16 +100,7 @@ class Layers:
                                    name=name)
 
 
-LayerFn = Callable[[Array, bool], Array]
-
-
-def _build(make: Callable[..., nn.Module], name: str, spectral_norm: bool) -> LayerFn:
-    """Creates the layer under ``name`` (inside SpectralNorm when asked); returns ``fn(x, train)``."""
-    if spectral_norm:
-        wrapped = SpectralNorm(make(parent=None), name=name)
-        return lambda x, train: wrapped(x, update_stats=train)
-    layer = make(name=name)
-    return lambda x, train: layer(x)
+LayerFn = normalization.LayerFn
 
 
 def upsample_nearest(x: Array) -> Array:

@@ -38,7 +38,7 @@ from flax import linen as nn
 from qgan_jax.layers import algebra as algebra_lib
 from qgan_jax.layers import factorised as factorised_lib
 from qgan_jax.layers import real
-from qgan_jax.layers.normalization import QuaternionBatchNorm, SpectralNorm
+from qgan_jax.layers.normalization import QuaternionBatchNorm, build_layer
 from qgan_jax.models import common
 
 Array = jax.Array
@@ -88,12 +88,7 @@ def _layer(layers: common.Layers, transposed: bool, features: int, kernel_size, 
     def make(**p):
         return factory(layers.algebra, features, kernel_size, phc_n=layers.phc_n, **kwargs, **kw, **p)
 
-    if spectral_norm:
-        wrapped = SpectralNorm(make(parent=None), name=name)
-        fn = lambda x, train: wrapped(x, update_stats=train)  # noqa: E731
-    else:
-        layer = make(name=name)
-        fn = lambda x, train: layer(x)  # noqa: E731
+    fn = build_layer(make, name, spectral_norm)
     return fn if activation is None else (lambda x, train: activation(fn(x, train)))
 
 
@@ -155,11 +150,7 @@ class KerasLayers:
             return self.layers.real_dense(features, name=name, spectral_norm=self.spectral_norm, bias=bias)
         make = lambda **p: real.Dense(features, use_bias=bias, kernel_init=glorot_uniform(),  # noqa: E731
                                       bias_init="zeros", dtype=self.layers.dtype, **p)
-        if self.spectral_norm:
-            wrapped = SpectralNorm(make(parent=None), name=name)
-            return lambda x, train: wrapped(x, update_stats=train)
-        layer = make(name=name)
-        return lambda x, train: layer(x)
+        return build_layer(make, name, self.spectral_norm)
 
     def batch_norm(self, train: bool, name: str):
         """Keras BN (per channel) for real models; pooled hypercomplex BN with the same momentum / eps otherwise."""
