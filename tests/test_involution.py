@@ -1,12 +1,13 @@
 """Involution, squeeze-and-excitation and GIU against naive NumPy loops over positions and taps (GF §1–§3)."""
 
 import jax
+import jax.test_util
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax import lax
 
-from qgan_jax.layers.involution import GIU, Involution, SqueezeExcite
+from qgan_jax.layers.involution import GIU, Involution, SqueezeExcite, apply_involution
 from qgan_jax.layers.normalization import kernel_matrix
 
 EPS = 1e-5
@@ -98,16 +99,22 @@ def test_involution_running_statistics_update_is_pytorch(x64, rng):
                                rtol=1e-12)
 
 
-def test_patch_feature_order_is_channel_major():
-    c, k = 3, 3
-    x = jnp.arange(1 * 5 * 5 * c, dtype=jnp.float32).reshape(1, 5, 5, c)
-    patches = lax.conv_general_dilated_patches(x, (k, k), (1, 1), [(1, 1), (1, 1)],
-                                               dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    xp = np.pad(np.asarray(x), ((0, 0), (1, 1), (1, 1), (0, 0)))
-    for ch in range(c):
-        for i in range(k):
-            for j in range(k):
-                np.testing.assert_array_equal(patches[0, 2, 3, ch * k * k + i * k + j], xp[0, 2 + i, 3 + j, ch])
+@pytest.mark.parametrize("k,s", [(3, 1), (3, 2), (5, 1)])
+def test_apply_involution_matches_patch_reference_and_its_gradients(x64, rng, k, s):
+    """The shifted-slice multiply-add equals a patch-tensor reference, and its first and second derivatives
+    (the gradient penalty differentiates it twice) pass finite-difference checks."""
+    n, h, c, gc = 2, 6, 8, 4
+    x = jnp.asarray(rng.normal(size=(n, h, h, c)))
+    kernel = jnp.asarray(rng.normal(size=(n, h // s, h // s, c // gc, k * k)))
+    pad = (k - 1) // 2
+    patches = lax.conv_general_dilated_patches(x, (k, k), (s, s), [(pad, pad), (pad, pad)],
+                                               dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                               precision=lax.Precision.HIGHEST)  # features c*K*K + tap
+    patches = patches.reshape(n, h // s, h // s, c // gc, gc, k * k)
+    expected = jnp.sum(patches * kernel[:, :, :, :, None, :], axis=-1).reshape(n, h // s, h // s, c)
+    np.testing.assert_allclose(apply_involution(x, kernel, k, s, gc), expected, rtol=1e-12, atol=1e-12)
+    jax.test_util.check_grads(lambda a, b: apply_involution(a, b, k, s, gc), (x, kernel), order=2,
+                              modes=("rev",), eps=1e-4)
 
 
 @pytest.mark.parametrize("s", [1, 2])

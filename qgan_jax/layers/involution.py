@@ -2,10 +2,10 @@
 
 ``Involution``: per-position, per-group K x K kernels generated from the input by two 1x1 convolutions
 (``reduce`` C -> C/r without bias, ``bn`` with PyTorch semantics, ReLU, ``span`` C/r -> G*K*K with bias; the
-generator sees the ``s x s`` average-pooled input when strided), applied to zero-padded K x K input patches
+generator sees the ``s x s`` average-pooled input when strided), applied to zero-padded K x K input windows
 (giu_factorised.md §1). Kernel channel ``q = g*K*K + i*K + j`` is tap ``(i, j)`` of group ``g``; channel ``c``
-belongs to group ``c // group_channels``. Vectorised: the patches come from one
-``lax.conv_general_dilated_patches`` call (feature order ``c*K*K + i*K + j``), no loop over positions or taps.
+belongs to group ``c // group_channels``. Vectorised over positions, groups and channels: each of the K*K taps
+is one strided slice of the padded input (``apply_involution``), fused by XLA into a single multiply-add.
 
 ``SqueezeExcite``: ``x * sigmoid(fc2(relu(fc1(mean_HW x))))`` with biased dense layers ``fc1`` (C -> C/r) and
 ``fc2`` (C/r -> C). ``GIU``: ``Involution(K, stride 1)`` applied to ``SqueezeExcite(x)``, no residual.
@@ -138,17 +138,36 @@ class Involution(nn.Module):
         hk = BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
                        dtype=self.dtype, name="bn")(hk)
         kernel = make.conv1x1(groups * k * k, name="span", bias=True)(nn.relu(hk), train)
+        return apply_involution(x, kernel.reshape(n, *kernel.shape[1:3], groups, k * k), k, s, gc)
 
-        # Multiply-add over zero-padded K x K patches; the patch features are channel-major (c*K*K + tap).
-        dtype = jnp.result_type(x.dtype, kernel.dtype)
-        pad = (k - 1) // 2
-        patches = lax.conv_general_dilated_patches(
-            x.astype(dtype), (k, k), (s, s), [(pad, pad), (pad, pad)],
-            dimension_numbers=("NHWC", "HWIO", "NHWC"), precision=lax.Precision.HIGHEST)
-        ho, wo = patches.shape[1:3]
-        patches = patches.reshape(n, ho, wo, groups, gc, k * k)
-        kernel = kernel.astype(dtype).reshape(n, ho, wo, groups, 1, k * k)
-        return jnp.sum(patches * kernel, axis=-1).reshape(n, ho, wo, c)
+
+def apply_involution(x: Array, kernel: Array, kernel_size: int, stride: int, group_channels: int) -> Array:
+    """Multiply-add of per-position, per-group kernels over zero-padded K x K windows.
+
+    x ``(N, H, W, C)``; kernel ``(N, Ho, Wo, G, K*K)`` with tap ``i*K + j`` in the last axis; channel ``c`` of x
+    uses group ``c // group_channels``. Returns ``(N, Ho, Wo, C)``, ``Ho = H / stride``. The K*K strided windows
+    are static slices of the padded input (a trace-time unroll that XLA fuses into one multiply-add, forward and
+    backward) rather than an explicit patch tensor: ``lax.conv_general_dilated_patches`` materialises K*K copies
+    of x through a one-hot grouped convolution and made the GIU-GAN training cycle 1.70x the baseline's on CPU,
+    against 1.04x for this form (bench/train_step.py, batch 64).
+    """
+    n, h, w, c = x.shape
+    k, s, groups = kernel_size, stride, c // group_channels
+    ho, wo = kernel.shape[1:3]
+    dtype = jnp.result_type(x.dtype, kernel.dtype)
+    pad = (k - 1) // 2
+    padded = jnp.pad(x.astype(dtype), ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    padded = padded.reshape(n, h + 2 * pad, w + 2 * pad, groups, group_channels)
+    kernel = kernel.astype(dtype)[..., None]                      # (N, Ho, Wo, G, K*K, 1)
+    out = None
+    for tap in range(k * k):
+        i, j = divmod(tap, k)
+        window = lax.slice(padded, (0, i, j, 0, 0),
+                           (n, i + s * (ho - 1) + 1, j + s * (wo - 1) + 1, groups, group_channels),
+                           (1, s, s, 1, 1))                       # (N, Ho, Wo, G, gc)
+        term = window * kernel[..., tap, :]
+        out = term if out is None else out + term
+    return out.reshape(n, ho, wo, c)
 
 
 class SqueezeExcite(nn.Module):
