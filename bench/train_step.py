@@ -3,6 +3,7 @@
     python bench/train_step.py                       # QSNGAN-32 and SNGAN-32 at batch 64, n_critic 1
     python bench/train_step.py --batch=64,256 --sample_batch=1000 --json=bench.json
     python bench/train_step.py --configs=configs/qdcgan_celeba64.py,configs/dcgan_celeba64.py
+    python bench/train_step.py --largest_batch=8192                # also: the largest batch that fits, per config
 
 One iteration = `train.make_train_step` with `--n_critic` discriminator updates (default 1: one D step on a real
 batch, then the G step, the reference's iteration with crit_iter = 1) on a synthetic uint8 batch already on the
@@ -112,6 +113,28 @@ def bench_config(path: str, batch_size: int, n_critic: int, repeats: int, min_se
     }
 
 
+def _is_out_of_memory(error: Exception) -> bool:
+    text = str(error)
+    return 'RESOURCE_EXHAUSTED' in text or 'Out of memory' in text or 'out of memory' in text
+
+
+def largest_batch(path: str, start: int, limit: int, n_critic: int, repeats: int, min_seconds: float,
+                  mesh) -> dict:
+    """Times batches start, 2*start, ... up to `limit`; returns the largest that ran (with `hit_oom`)."""
+    best, batch = None, start
+    while batch <= limit:
+        try:
+            result = bench_config(path, batch, n_critic, repeats, min_seconds, mesh)
+        except jax.errors.JaxRuntimeError as error:
+            if not _is_out_of_memory(error):
+                raise
+            if best is None:
+                raise RuntimeError(f'{path}: batch {batch} does not fit in device memory') from error
+            return {**best, 'hit_oom': True}
+        best, batch = result, 2 * batch
+    return {**best, 'hit_oom': False}
+
+
 def bench_sampling(path: str, batch_size: int, repeats: int, min_seconds: float, mesh) -> dict:
     config = train.resolve_config(load_config(path))
     generator, _ = train.build_models(config)
@@ -138,6 +161,9 @@ def main(argv=None) -> int:
     parser.add_argument('--repeats', type=int, default=5, help='timed iterations (at least)')
     parser.add_argument('--min_seconds', type=float, default=2.0, help='minimum timing window per measurement')
     parser.add_argument('--sample_batch', type=int, default=0, help='also time eval-mode sampling at this batch')
+    parser.add_argument('--largest_batch', type=int, default=0,
+                        help='also find the largest batch that fits: double the last --batch until the device runs '
+                             'out of memory or this limit is reached, and time that batch')
     parser.add_argument('--json', default='', help='also write the results to this JSON file')
     args = parser.parse_args(argv)
 
@@ -163,6 +189,14 @@ def main(argv=None) -> int:
             print(f'  ratio {pathlib.Path(first["config"]).stem} / {pathlib.Path(second["config"]).stem} at batch '
                   f'{batch}: time {ratio:.3f}x, XLA FLOPs {flop_ratio:.3f}x')
         results.extend(row)
+    if args.largest_batch:
+        start = int(args.batch.split(',')[-1])
+        for path in paths:
+            r = largest_batch(path, start, args.largest_batch, args.n_critic, args.repeats, args.min_seconds, mesh)
+            results.append(r)
+            limit = 'out of memory above it' if r['hit_oom'] else f'limit {args.largest_batch} reached'
+            print(f'largest batch {path}: {r["batch"]} ({limit}): {r["ms_per_iter"]:.2f} ms/iter, '
+                  f'{r["images_per_sec"]:.0f} images/s, {r["achieved_tflops"]:.3f} TFLOP/s', flush=True)
     if args.sample_batch:
         for path in paths:
             r = bench_sampling(path, args.sample_batch, args.repeats, args.min_seconds, mesh)
