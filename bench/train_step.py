@@ -142,7 +142,7 @@ def bench_sampling(path: str, batch_size: int, repeats: int, min_seconds: float,
                                                jnp.zeros((1, config.model.z_dim)), train=False))()
     params = variables['params']
     g_state = {k: v for k, v in variables.items() if k != 'params'}
-    generate = train.make_generate(generator, mesh)
+    generate = train.make_generate(generator, mesh, matmul_precision=config.model.matmul_precision)
     z = parallel.global_batch(np.random.default_rng(0).standard_normal((batch_size, config.model.z_dim))
                               .astype(np.float32), mesh)
     params, g_state = parallel.replicate((params, g_state), mesh)

@@ -18,11 +18,11 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.phc_n = 4                # n of the PHC algebra (only read when algebra = phc).
     config.model.resolution = 32          # Output side in pixels (sngan: 32, 64, 128; dcgan: 64).
     config.model.channels = 0             # Image channels: 3 (RGB), 4 (quaternion [real, R, G, B]) or 0 =
-                                                                                # auto (4 for quaternion and PHC-4 models, 3 otherwise).
+                                          # auto (4 for quaternion and PHC-4 models, 3 otherwise).
     config.model.z_dim = 128              # Latent size, z ~ N(0, I).
     config.model.g_width = 256            # Generator base width (sngan: times g_multipliers; dcgan: ngf).
     config.model.g_multipliers = (1, 1, 1, 1)  # sngan: widths of the G head and each up-block, in g_width
-                                                                                # units; resolution = 4 * 2**(len - 1).
+                                               # units; resolution = 4 * 2**(len - 1).
     config.model.d_width = 128            # Discriminator base width (sngan: times d_multipliers; dcgan: ndf).
     config.model.d_multipliers = (1, 1, 1, 1)  # sngan: widths of the D blocks, in d_width units.
     config.model.d_downsamples = 2        # sngan: the first k D blocks pool (zero-padded 2x2 mean, D7).
@@ -34,6 +34,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.init = "normal"          # Kernel init: normal (N(0, 0.02^2), the QSNGAN models) | default
                                           # (the layer's own: quaternion-he/glorot, PyTorch xavier for PHC).
     config.model.dtype = "float32"        # Activation dtype (float32 | bfloat16); parameters stay float32.
+    config.model.matmul_precision = "default"  # float32 convs / matmuls of training and sampling: default
+                                          # (TF32 on Ampere+ GPUs, bfloat16 passes on TPU: fastest) | high |
+                                          # highest (full float32 everywhere, as on CPU).
 
     # --- Data --------------------------------------------------------------------------------------
     config.data = data.default_config()

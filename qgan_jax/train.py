@@ -68,6 +68,9 @@ class GANState:
 # Configuration.
 
 
+MATMUL_PRECISIONS = ('default', 'high', 'highest')
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
@@ -103,6 +106,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         _require(opt.name in OPTIMIZERS,
                  f'optimizer.{net}.name={opt.name!r} is unknown; allowed: {", ".join(OPTIMIZERS)}')
         _require(opt.lr > 0, f'optimizer.{net}.lr={opt.lr} must be > 0')
+    precision = config.model.get('matmul_precision', 'default')
+    _require(precision in MATMUL_PRECISIONS, f'model.matmul_precision={precision!r} is unknown; allowed: '
+             f'{", ".join(MATMUL_PRECISIONS)}')
     _require(config.model.z_dim >= 1, f'model.z_dim={config.model.z_dim} must be >= 1')
     _require(config.eval.every_steps >= 0, f'eval.every_steps={config.eval.every_steps} must be >= 0 (0 = off)')
     data.parse_source(config.data.source)
@@ -343,7 +349,13 @@ def make_train_step(config: ml_collections.ConfigDict, generator: Any, discrimin
         metrics.update(g_loss=g_loss, g_grad_norm=optax.global_norm(g_grads))
         return new_state, metrics
 
-    return train_step
+    matmul_precision = config.model.get('matmul_precision', 'default')
+
+    def train_step_with_precision(state: GANState, batch: jax.Array, key: jax.Array):
+        with jax.default_matmul_precision(matmul_precision):
+            return train_step(state, batch, key)
+
+    return train_step_with_precision
 
 
 def jit_train_step(train_step: Callable, mesh: jax.sharding.Mesh) -> Callable:
@@ -358,16 +370,19 @@ def jit_train_step(train_step: Callable, mesh: jax.sharding.Mesh) -> Callable:
                    out_shardings=(replicated, replicated), donate_argnums=(0,))
 
 
-def make_generate(generator: Any, mesh: jax.sharding.Mesh, truncation_psi: float = 1.0) -> Callable:
+def make_generate(generator: Any, mesh: jax.sharding.Mesh, truncation_psi: float = 1.0,
+                  matmul_precision: str = 'default') -> Callable:
     """Jitted `(params, g_state, z) -> images`: G in eval mode (stored statistics), z (N, z_dim) -> (N, H, W, C),
     N sharded on `data` (N must be a multiple of the device count). `truncation_psi` != 1 is passed to generators
-    that support truncation (GANsformer) for sample grids and --mode=sample; FID never truncates."""
+    that support truncation (GANsformer) for sample grids and --mode=sample; FID never truncates.
+    `matmul_precision`: config.model.matmul_precision, the float32 matmul / conv precision while tracing."""
     batch = parallel.batch_sharding(mesh)
     replicated = parallel.replicated(mesh)
     kwargs = {} if truncation_psi == 1.0 else {'truncation_psi': truncation_psi}
 
     def generate(params, g_state, z):
-        return generator.apply({'params': params, **g_state}, z, train=False, **kwargs).astype(jnp.float32)
+        with jax.default_matmul_precision(matmul_precision):
+            return generator.apply({'params': params, **g_state}, z, train=False, **kwargs).astype(jnp.float32)
 
     return jax.jit(generate, in_shardings=(replicated, replicated, batch), out_shardings=batch)
 
@@ -540,8 +555,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             grid = observability.save_grid(source.images[:config.sample.num_images], reals_path)
             writer.write_images(start_step, {'reals': grid[None]})
 
-    generate = make_generate(generator, mesh)
-    display_generate = make_generate(generator, mesh, float(config.sample.get('truncation_psi', 1.0)))
+    precision = config.model.get('matmul_precision', 'default')
+    generate = make_generate(generator, mesh, matmul_precision=precision)
+    display_generate = make_generate(generator, mesh, float(config.sample.get('truncation_psi', 1.0)), precision)
     grid_latents = np.asarray(jax.random.normal(jax.random.fold_in(base_key(config), _GRID_STREAM),
                                                 (config.sample.num_images, config.model.z_dim), jnp.float32))
     sample_batch = int(config.sample.get('batch_size', 500))
@@ -666,7 +682,8 @@ def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pat
     checkpointer.close()
     latents = np.asarray(jax.random.normal(jax.random.fold_in(base_key(config), _SAMPLE_STREAM),
                                            (config.sample.num_images, config.model.z_dim), jnp.float32))
-    images = generate_images(make_generate(generator, mesh, float(config.sample.get('truncation_psi', 1.0))),
+    images = generate_images(make_generate(generator, mesh, float(config.sample.get('truncation_psi', 1.0)),
+                                           config.model.get('matmul_precision', 'default')),
                              generator_params(state, config), state.g_state,
                              latents, mesh, int(config.sample.get('batch_size', 500)), config.data)
     out = workdir / SAMPLES_FILE

@@ -286,6 +286,27 @@ def test_every_config_traces_through_the_training_step(name):
     assert all(m.shape == () for m in metrics.values()) and {'d_loss', 'g_loss'} <= set(metrics)
 
 
+@pytest.mark.parametrize('precision', ['default', 'highest'])
+def test_matmul_precision_reaches_every_conv_and_matmul_of_the_step_and_the_sampler(precision):
+    config = train.resolve_config(tiny_config())
+    config.model.matmul_precision = precision
+    generator, discriminator = train.build_models(config)
+    g_tx, d_tx = train.make_optimizers(config)
+    mesh = parallel.make_mesh()
+    shape = (config.model.resolution, config.model.resolution, config.model.channels)
+    state = jax.eval_shape(lambda: train.init_state(config, generator, discriminator, g_tx, d_tx, shape))
+    batch = jax.ShapeDtypeStruct((config.train.n_critic, config.train.batch_size) + shape[:2] + (3,), jnp.uint8)
+    step = train.make_train_step(config, generator, discriminator, g_tx, d_tx)
+    z = jax.ShapeDtypeStruct((4, config.model.z_dim), jnp.float32)
+    generate = train.make_generate(generator, mesh, matmul_precision=precision)
+    for text in (jax.jit(step).lower(state, batch, jax.random.key(0)).as_text(),
+                 generate.lower(state.g_params, state.g_state, z).as_text()):
+        ops = [line for line in text.splitlines() if 'stablehlo.convolution' in line or 'dot_general' in line]
+        # Layers use the default; spectral norm's power iteration always asks for HIGHEST.
+        unpinned = [line for line in ops if 'HIGHEST' not in line]
+        assert ops and (bool(unpinned) == (precision == 'default')), precision
+
+
 # --------------------------------------------------------------------------------------------------------------
 # Clear errors.
 
@@ -298,6 +319,7 @@ def test_every_config_traces_through_the_training_step(name):
     ('optimizer.d.name', 'sgd', r"optimizer\.d\.name='sgd' is unknown; allowed: adam, rmsprop, adagrad"),
     ('data.source', 'cifar10', r"data\.source='cifar10' is not understood"),
     ('checkpoint.keep', 0, r'checkpoint\.keep=0 must be >= 1'),
+    ('model.matmul_precision', 'tf32', r"model\.matmul_precision='tf32' is unknown; allowed: default, high"),
 ])
 def test_bad_config_is_a_one_line_value_error(tmp_path, field, value, match):
     config = tiny_config()
