@@ -490,7 +490,13 @@ def _make_evaluator(config: ml_collections.ConfigDict, source: data.Source, samp
     if num_images < fid.MIN_IMAGES:
         raise ValueError(f'eval.num_images={num_images} must be >= {fid.MIN_IMAGES} for FID (or set '
                          'eval.every_steps=0)')
-    network = inception.load_inception(config.eval.get('inception_path') or None)
+    try:
+        network = inception.load_inception(config.eval.get('inception_path') or None)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f'in-loop FID (eval.every_steps={config.eval.every_steps}) needs the FID Inception weights: {error}; '
+            'point --config.eval.inception_path at a local copy, or set --config.eval.every_steps=0 to train '
+            'without in-loop FID') from error
     reals = source.images if source.images.shape[-1] == 3 else np.repeat(source.images, 3, axis=-1)
     reference = fid.reference_statistics(reals, dataset=str(config.data.source), split='train', inception=network)
     batch_size = int(config.eval.get('batch_size', 250))

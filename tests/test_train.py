@@ -351,6 +351,23 @@ def test_model_data_mismatch_and_missing_data_and_unwritable_workdir(tmp_path):
         train.sample(tiny_config(), tmp_path / 'empty')
 
 
+def test_in_loop_fid_without_inception_weights_says_which_fields_to_set(tmp_path, monkeypatch):
+    from qgan_jax.metrics import inception
+
+    def offline(*args, **kwargs):
+        raise FileNotFoundError('Inception weights pt_inception.pth are not in the cache and could not be downloaded')
+
+    monkeypatch.setattr(inception, 'load_inception', offline)
+    config = tiny_config()
+    config.eval.every_steps = 2
+    config.eval.num_images = 2048
+    with pytest.raises(FileNotFoundError, match=r'in-loop FID \(eval\.every_steps=2\) needs the FID Inception '
+                       r'weights: .*could not be downloaded; point --config\.eval\.inception_path at a local copy, '
+                       r'or set --config\.eval\.every_steps=0') as info:
+        train.train_and_evaluate(config, tmp_path / 'run')
+    assert '\n' not in str(info.value)
+
+
 def test_progress_line_and_grid():
     line = observability.progress_line(120, 1000, {'d_loss': 1.5, 'g_loss': 0.25}, 3.2, 275.0)
     assert line == 'step 120/1000 (12%) | d_loss 1.5 g_loss 0.25 | 3.2 steps/s | ETA 4m35s'
