@@ -7,11 +7,12 @@
 
 One iteration = `train.make_train_step` with `--n_critic` discriminator updates (default 1: one D step on a real
 batch, then the G step, the reference's iteration with crit_iter = 1) on a synthetic uint8 batch already on the
-device, so the input pipeline is measured separately (`input ms`: host batch assembly + transfer of the real
-sample). Prints steps/s, images/s (real images through D per second), XLA's FLOPs per iteration from the compiled
-program's cost analysis, the achieved FLOP/s and the wall time of 1M iterations at this speed (GIU-GAN's
-schedule); then the ratios of each pair of configs (the first named config over the second, and so on: quaternion
-/ real, GIU / baseline), and eval-mode sampling throughput at `--sample_batch`.
+device, so the input pipeline is measured separately (`input ms`: the trainer's host batch assembly + transfer of
+the real sample, which overlaps the device's step; `resident`: a jitted gather from the sample kept on the
+device). Prints steps/s, images/s (real images through D per second), XLA's FLOPs per iteration from the
+compiled program's cost analysis, the achieved FLOP/s and the wall time of 1M iterations at this speed
+(GIU-GAN's schedule); then the ratios of each pair of configs (the first named config over the second, and so
+on: quaternion / real, GIU / baseline), and eval-mode sampling throughput at `--sample_batch`.
 """
 
 from __future__ import annotations
@@ -105,12 +106,22 @@ def bench_config(path: str, batch_size: int, n_critic: int, repeats: int, min_se
         jax.block_until_ready(parallel.global_batch(arrays, mesh, batch_axis=1))
 
     input_seconds = _time(load, repeats, min(min_seconds, 1.0))
+
+    # The alternative: the whole sample resident on the device, the batch gathered there by a jitted take.
+    resident = jax.device_put(source.images, parallel.replicated(mesh))
+    gather = jax.jit(lambda images, index: jnp.take(images, index, axis=0),
+                     out_shardings=parallel.batch_sharding(mesh, 1))
+    index = jnp.asarray(np.random.default_rng(1).integers(0, len(source.images), (n_critic, batch_size)))
+    jax.block_until_ready(gather(resident, index))
+    resident_seconds = _time(lambda: jax.block_until_ready(gather(resident, index)), repeats,
+                             min(min_seconds, 1.0))
     return {
         'config': path, 'algebra': config.model.algebra, 'model': config.model.name, 'resolution': resolution,
         'batch': batch_size, 'n_critic': n_critic, 'ms_per_iter': 1e3 * seconds,
         'steps_per_sec': 1.0 / seconds, 'images_per_sec': batch_size * n_critic / seconds,
         'flops_per_iter': flops, 'achieved_tflops': flops / seconds / 1e12, 'compile_s': compile_seconds,
-        'input_ms': 1e3 * input_seconds, 'hours_per_1m_iters': seconds * 1e6 / 3600.0,
+        'input_ms': 1e3 * input_seconds, 'resident_input_ms': 1e3 * resident_seconds,
+        'hours_per_1m_iters': seconds * 1e6 / 3600.0,
     }
 
 
@@ -174,7 +185,7 @@ def main(argv=None) -> int:
     paths = [p for p in args.configs.split(',') if p]
     results = []
     header = (f'{"config":34s} {"batch":>5s} {"ms/iter":>9s} {"steps/s":>8s} {"img/s":>9s} {"GFLOP/it":>9s} '
-              f'{"TFLOP/s":>8s} {"input ms":>8s} {"compile s":>9s} {"1M it, h":>8s}')
+              f'{"TFLOP/s":>8s} {"input ms":>8s} {"resident":>8s} {"compile s":>9s} {"1M it, h":>8s}')
     print(header)
     for batch in [int(b) for b in args.batch.split(',')]:
         row = []
@@ -183,7 +194,7 @@ def main(argv=None) -> int:
             row.append(r)
             print(f'{path:34s} {batch:5d} {r["ms_per_iter"]:9.2f} {r["steps_per_sec"]:8.2f} '
                   f'{r["images_per_sec"]:9.1f} {r["flops_per_iter"] / 1e9:9.2f} {r["achieved_tflops"]:8.3f} '
-                  f'{r["input_ms"]:8.2f} {r["compile_s"]:9.1f} {r["hours_per_1m_iters"]:8.1f}', flush=True)
+                  f'{r["input_ms"]:8.2f} {r["resident_input_ms"]:8.2f} {r["compile_s"]:9.1f} {r["hours_per_1m_iters"]:8.1f}', flush=True)
         for first, second in zip(row[::2], row[1::2]):
             ratio = first['ms_per_iter'] / second['ms_per_iter']
             flop_ratio = first['flops_per_iter'] / second['flops_per_iter']
