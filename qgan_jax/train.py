@@ -482,8 +482,16 @@ def _check_finite(history: list[tuple[int, dict[str, float]]], checkpointer: che
 
 
 def _make_evaluator(config: ml_collections.ConfigDict, source: data.Source, sample_fn_factory: Callable):
-    """In-loop FID / IS (`config.eval`), or None when eval.every_steps = 0."""
+    """In-loop FID / IS (`config.eval`), or None when eval.every_steps = 0 or the run is shorter than one period.
+
+    FID runs at every multiple of eval.every_steps and at the final step of runs at least that long; the Inception
+    weights are loaded here, at start-up, so a missing file fails the run before training, not at the first FID.
+    """
     if not config.eval.every_steps:
+        return None
+    if config.train.num_steps < config.eval.every_steps:
+        logging.info('No in-loop FID in this run: train.num_steps=%d < eval.every_steps=%d.',
+                     config.train.num_steps, config.eval.every_steps)
         return None
     from qgan_jax.metrics import fid, inception
     num_images = int(config.eval.num_images)

@@ -351,7 +351,7 @@ def test_model_data_mismatch_and_missing_data_and_unwritable_workdir(tmp_path):
         train.sample(tiny_config(), tmp_path / 'empty')
 
 
-def test_in_loop_fid_without_inception_weights_says_which_fields_to_set(tmp_path, monkeypatch):
+def test_in_loop_fid_without_inception_weights_fails_at_start_naming_the_fields_to_set(tmp_path, monkeypatch):
     from qgan_jax.metrics import inception
 
     def offline(*args, **kwargs):
@@ -366,6 +366,10 @@ def test_in_loop_fid_without_inception_weights_says_which_fields_to_set(tmp_path
                        r'or set --config\.eval\.every_steps=0') as info:
         train.train_and_evaluate(config, tmp_path / 'run')
     assert '\n' not in str(info.value)
+    # A run shorter than one FID period (a smoke test of a paper config) needs no weights and computes no FID.
+    config.eval.every_steps = 100
+    train.train_and_evaluate(config, tmp_path / 'short')
+    assert not any('fid' in record for record in _metrics(tmp_path / 'short'))
 
 
 def test_progress_line_and_grid():
