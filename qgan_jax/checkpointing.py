@@ -31,7 +31,9 @@ class Checkpointer:
         if keep < 1:
             raise ValueError(f'checkpoint.keep={keep} must be >= 1')
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep,
+            # A reader saves and deletes nothing (Orbax would reset these with a warning each).
+            max_to_keep=None if read_only else keep,
+            save_interval_steps=0 if read_only else 1,
             create=not read_only,
             read_only=read_only,
             cleanup_tmp_directories=not read_only,

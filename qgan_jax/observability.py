@@ -137,21 +137,28 @@ class MultiWriter:
 
 
 class _QuietLibraryInfo:
-    """A logging filter dropping INFO records of chatty libraries (Orbax logs each checkpoint step at INFO)."""
+    """A logging filter dropping INFO records of chatty libraries (Orbax logs each checkpoint step at INFO) and
+    their warnings that only restate a choice of ours (`read_only` for --mode=sample)."""
+
+    _EXPECTED_WARNINGS = ('Given directory is read only',)
 
     def __init__(self, path_fragments: Sequence[str]):
         self.path_fragments = tuple(path_fragments)
 
     def filter(self, record) -> bool:
         import logging as std_logging
-        return record.levelno > std_logging.INFO or not any(f in record.pathname for f in self.path_fragments)
+        if not any(f in record.pathname for f in self.path_fragments):
+            return True
+        if record.levelno == std_logging.WARNING:
+            return not str(record.msg).startswith(self._EXPECTED_WARNINGS)
+        return record.levelno > std_logging.INFO
 
 
 _quiet_filter = _QuietLibraryInfo((f'{os.sep}orbax{os.sep}',))
 
 
 def quiet_library_logs() -> None:
-    """Keeps Orbax's per-checkpoint INFO lines out of the run's log (warnings and errors still show)."""
+    """Keeps Orbax's per-checkpoint INFO lines out of the run's log (other warnings and errors still show)."""
     absl_logger = logging.get_absl_logger()
     if _quiet_filter not in absl_logger.filters:
         absl_logger.addFilter(_quiet_filter)

@@ -57,3 +57,19 @@ def test_without_tensorboard_the_run_says_so_once_and_still_writes_metrics_jsonl
         assert (tmp_path / run / observability.METRICS_FILE).exists()
         assert not (tmp_path / run / "tensorboard").exists()
     assert len(warnings) == 1 and "TensorBoard event files are off" in warnings[0][0]
+
+
+def test_library_log_filter_drops_orbax_info_and_expected_warnings_only():
+    import logging
+    import os
+
+    def record(level, msg, path):
+        return logging.LogRecord("absl", level, path, 1, msg, (), None)
+
+    orbax = os.path.join("site-packages", "orbax", "checkpoint", "checkpoint_manager.py")
+    keep = observability._quiet_filter.filter
+    assert not keep(record(logging.INFO, "Saved checkpoint 3", orbax))
+    assert not keep(record(logging.WARNING, "Given directory is read only=%s", orbax))
+    assert keep(record(logging.WARNING, "Something else went wrong", orbax))
+    assert keep(record(logging.ERROR, "Given directory is read only=%s", orbax))
+    assert keep(record(logging.INFO, "Training steps 1-2", os.path.join("qgan_jax", "train.py")))
