@@ -5,7 +5,7 @@
 generator sees the ``s x s`` average-pooled input when strided), applied to zero-padded K x K input windows
 (giu_factorised.md §1). Kernel channel ``q = g*K*K + i*K + j`` is tap ``(i, j)`` of group ``g``; channel ``c``
 belongs to group ``c // group_channels``. Vectorised over positions, groups and channels: each of the K*K taps
-is one strided slice of the padded input (``apply_involution``), fused by XLA into a single multiply-add.
+is one strided slice of the padded input (``apply_involution``); XLA fuses the multiply-adds.
 
 ``SqueezeExcite``: ``x * sigmoid(fc2(relu(fc1(mean_HW x))))`` with biased dense layers ``fc1`` (C -> C/r) and
 ``fc2`` (C/r -> C). ``GIU``: ``Involution(K, stride 1)`` applied to ``SqueezeExcite(x)``, no residual.
@@ -146,10 +146,10 @@ def apply_involution(x: Array, kernel: Array, kernel_size: int, stride: int, gro
 
     x ``(N, H, W, C)``; kernel ``(N, Ho, Wo, G, K*K)`` with tap ``i*K + j`` in the last axis; channel ``c`` of x
     uses group ``c // group_channels``. Returns ``(N, Ho, Wo, C)``, ``Ho = H / stride``. The K*K strided windows
-    are static slices of the padded input (a trace-time unroll that XLA fuses into one multiply-add, forward and
-    backward) rather than an explicit patch tensor: ``lax.conv_general_dilated_patches`` materialises K*K copies
-    of x through a one-hot grouped convolution and made the GIU-GAN training cycle 1.70x the baseline's on CPU,
-    against 1.04x for this form (bench/train_step.py, batch 64).
+    are static slices of the padded input (a trace-time unroll of elementwise multiply-adds that XLA fuses)
+    rather than an explicit patch tensor: ``lax.conv_general_dilated_patches`` materialises K*K copies of x
+    through a one-hot grouped convolution and made the GIU-GAN training cycle 1.70x the baseline's on CPU,
+    against 1.01x for this form (bench/train_step.py, batch 64, 5 critic steps).
     """
     n, h, w, c = x.shape
     k, s, groups = kernel_size, stride, c // group_channels
