@@ -133,6 +133,8 @@ def _is_out_of_memory(error: Exception) -> bool:
 def largest_batch(path: str, start: int, limit: int, n_critic: int, repeats: int, min_seconds: float,
                   mesh) -> dict:
     """Times batches start, 2*start, ... up to `limit`; returns the largest that ran (with `hit_oom`)."""
+    if limit < start:
+        raise ValueError(f'--largest_batch={limit} is below the starting batch {start}')
     best, batch = None, start
     while batch <= limit:
         try:

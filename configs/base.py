@@ -13,7 +13,8 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- Model -------------------------------------------------------------------------------------
     config.model = ml_collections.ConfigDict()
-    config.model.name = "sngan"           # Registry name: sngan | dcgan (qgan_jax.models.MODELS).
+    config.model.name = "sngan"           # Registry name (qgan_jax.models.MODELS): sngan | dcgan | giu_gan |
+                                          # factorised_gan | gansformer.
     config.model.algebra = "quaternion"   # real | quaternion | phc: the algebra of the hidden layers.
     config.model.phc_n = 4                # n of the PHC algebra (only read when algebra = phc).
     config.model.resolution = 32          # Output side in pixels (sngan: 32, 64, 128; dcgan: 64).

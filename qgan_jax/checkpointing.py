@@ -67,10 +67,6 @@ class Checkpointer:
         """True on every process once JAX's preemption notice (multi-process runs) has reached `step`."""
         return jax.process_count() > 1 and self.manager.reached_preemption(step)
 
-    def wait(self) -> None:
-        """Blocks until pending asynchronous saves are complete."""
-        self.manager.wait_until_finished()
-
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()

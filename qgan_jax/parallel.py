@@ -93,6 +93,10 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
 
 def to_host(tree: Any) -> Any:
     """Fetches a pytree of (possibly multi-process, replicated or sharded) arrays to NumPy on this process."""
+    for leaf in jax.tree.leaves(tree):  # Start every device-to-host copy before waiting on any.
+        if isinstance(leaf, jax.Array) and leaf.is_fully_addressable:
+            leaf.copy_to_host_async()
+
     def fetch(x):
         if isinstance(x, jax.Array) and not x.is_fully_addressable:
             if x.sharding.is_fully_replicated:

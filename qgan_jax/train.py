@@ -20,6 +20,7 @@ import math
 import os
 import pathlib
 import signal
+import tempfile
 import time
 from typing import Any, Callable, Mapping
 
@@ -134,9 +135,8 @@ def prepare_workdir(workdir: str | os.PathLike) -> pathlib.Path:
     path = pathlib.Path(workdir).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
-        probe = path / f'.write_test_{os.getpid()}'
-        probe.write_bytes(b'')
-        probe.unlink()
+        with tempfile.TemporaryFile(dir=path):  # Unique per process, even on a workdir shared by hosts.
+            pass
     except OSError as error:
         raise PermissionError(f'workdir={str(workdir)!r} is not a writable directory ({error.strerror or error}); '
                               'pass a --workdir you can write to') from error
@@ -341,7 +341,7 @@ def make_train_step(config: ml_collections.ConfigDict, generator: Any, discrimin
         g_params = optax.apply_updates(state.g_params, updates)
         ema_params = state.ema_params
         if ema_decay > 0:
-            ema_params = jax.tree.map(lambda e, p: ema_decay * e + (1.0 - ema_decay) * p, ema_params, g_params)
+            ema_params = optax.incremental_update(g_params, ema_params, 1.0 - ema_decay)
         new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params, g_state=g_state,
                                   d_state=d_state, g_opt_state=g_opt_state, d_opt_state=d_opt_state,
                                   ema_params=ema_params)
@@ -414,14 +414,19 @@ def generator_params(state: GANState, config: ml_collections.ConfigDict) -> Any:
 
 
 class _StopRequest:
-    """Records SIGTERM / SIGINT so the loop can save and exit cleanly; a second SIGINT interrupts at once."""
+    """Records SIGTERM / SIGINT so the loop can save and exit cleanly; a second SIGINT interrupts at once.
+
+    In multi-process runs SIGTERM stays with JAX's preemption service (`reached_preemption` then stops every
+    process at the same step, which the collective checkpoint save needs); only SIGINT is caught here.
+    """
 
     def __init__(self):
         self.signal_name: str | None = None
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        signals = (signal.SIGTERM, signal.SIGINT) if jax.process_count() == 1 else (signal.SIGINT,)
+        for signum in signals:
             try:
                 self._previous[signum] = signal.signal(signum, self._handle)
             except ValueError:  # Not the main thread: signals cannot be caught here.
@@ -647,7 +652,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                 write_samples(step, state)
             if eval_now:
                 writer.write_scalars(step, evaluator(step, state))
-            if sample_now or eval_now:
+            if save_now or sample_now or eval_now:
                 throughput.reset(step)  # Time outside training steps is not throughput.
             if stopping:
                 logging.warning('Stopped at step %d (%s); checkpoint saved in %s.', step,

@@ -131,7 +131,7 @@ class Attention(nn.Module):
     def __call__(self, x: Array, y: Array, x_pos: Optional[Array] = None, y_pos: Optional[Array] = None, *,
                  deterministic: bool = True, dropout_key: Optional[Array] = None) -> tuple[Array, Array]:
         self._check()
-        b, f, cf = x.shape
+        b, f, _ = x.shape
         t = y.shape[1]
         h, c = self.num_heads, self.dim // self.num_heads
         heads = lambda a, n: a.reshape(a.shape[0], n, h, c)  # noqa: E731  (B, n, h, c)

@@ -114,8 +114,6 @@ class FactorisedConv(nn.Module):
     spectral_norm: bool = False
     layer_kwargs: Optional[Mapping[str, Any]] = None
 
-    transposed = False
-
     def _make_half(self, features: int, kernel_size: tuple[int, int], **kw) -> nn.Module:
         return algebra_lib.conv(self.algebra, features, kernel_size, phc_n=self.phc_n, **kw)
 
@@ -165,8 +163,6 @@ class FactorisedConvTranspose(FactorisedConv):
     ``output_padding`` (PyTorch meaning, split per axis: the output size is the unfactorised layer's).
     """
     output_padding: base.IntOrSeq = 0
-
-    transposed = True
 
     def _make_half(self, features: int, kernel_size: tuple[int, int], **kw) -> nn.Module:
         return conv_transpose(self.algebra, features, kernel_size, phc_n=self.phc_n, **kw)

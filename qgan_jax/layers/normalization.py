@@ -52,7 +52,7 @@ class SpectralNorm(nn.Module):
         owner = base.layer_label(self.layer)
         if not isinstance(self.layer, (base.ConvLayer, base.DenseLayer)):
             raise TypeError(f"SpectralNorm wraps qgan_jax conv / dense layers (they expose their assembled "
-                    f"kernel); got {owner}.")
+                            f"kernel); got {owner}.")
         out_features = self.layer.features
         in_size = x.shape[-1] * math.prod(tuple(getattr(self.layer, "kernel_size", ())))
         u_var = self.variable(self.collection_name, "u", lambda: _l2_normalize(

@@ -136,7 +136,7 @@ def _kernel_init(module) -> Callable:
     if callable(module.kernel_init):
         return module.kernel_init
     return quaternion_initializer(module.kernel_init, module.init_criterion,
-                   swap_fans=getattr(module, "transposed", False))
+                                  swap_fans=getattr(module, "transposed", False))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -108,17 +108,6 @@ def conv_transpose(layers: common.Layers, features: int, kernel_size, *, name: s
                   kwargs=layers._kwargs(bias, torch_bias), spectral_norm=spectral_norm, **kw)
 
 
-def conv(layers: common.Layers, features: int, kernel_size, *, name: str, factorised: Union[bool, str] = False,
-         spectral_norm: bool = False, bias: bool = True, torch_bias: bool = True, **kw) -> LayerFn:
-    """``layers.conv(...)``, or its factorised pair (see :func:`conv_transpose`)."""
-    variant = _variant(factorised)
-    if variant is None:
-        return layers.conv(features, kernel_size, name=name, spectral_norm=spectral_norm, bias=bias,
-                           torch_bias=torch_bias, **kw)
-    return _layer(layers, False, features, kernel_size, name=name, variant=variant,
-                  kwargs=layers._kwargs(bias, torch_bias), spectral_norm=spectral_norm, **kw)
-
-
 @dataclasses.dataclass(frozen=True)
 class KerasLayers:
     """The family's layer factory: ``layers``' algebra with Keras defaults.
