@@ -112,6 +112,7 @@ def test_import_reproduces_outputs(tmp_path, rng, get_config, model, family, alg
         y_imp, s_imp = module.apply(imported, x, train=True, mutable=["batch_stats"])
         y_ref, s_ref = module.apply(variables, x, train=True, mutable=["batch_stats"])
         np.testing.assert_allclose(y_imp, y_ref, rtol=1e-5, atol=1e-5)
+        jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), s_imp, s_ref)
 
 
 def test_generator_head_permutation_matches_nchw_view(rng):

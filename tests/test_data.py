@@ -293,3 +293,13 @@ def test_tfds_source_reads_labels_filters_and_resizes(tmp_path):
         source = data.make_source(config)
     assert source.images.shape == (5, 16, 16, 3) and source.images.dtype == np.uint8
     assert source.label_names[3] == '3' and set(source.labels) == {3}
+
+
+def test_to_uint8_rounds_like_the_fid_quantiser():
+    from qgan_jax.metrics import inception
+    halves = (np.arange(256, dtype=np.float64) + 0.5) / 127.5 - 1.0      # exactly between two uint8 levels
+    x = np.concatenate([halves, [-1.5, -1.0, 0.0, 1.0, 1.5]]).astype(np.float32).reshape(1, -1, 1, 1)
+    x = np.repeat(x, 3, axis=-1)
+    got = data.to_uint8(x, ml_collections.ConfigDict({'quaternion': 'none'}))
+    np.testing.assert_array_equal(got, np.asarray(inception.quantize(x)))
+    assert got[0, 0, 0, 0] == 1 and got[0, -5, 0, 0] == 0 and got[0, -1, 0, 0] == 255

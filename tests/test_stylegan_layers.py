@@ -216,6 +216,16 @@ def test_phc_modulated_conv_runs_and_demodulates_per_unit(rng):
     assert set(variables["params"]) == {"A", "F", "affine"}
     y = layer.apply(variables, x, w)
     assert y.shape == (2, 4, 4, 6) and bool(jnp.all(jnp.isfinite(y)))
+    p = jax.tree.map(lambda a: np.asarray(a, np.float64), variables["params"])
+    kernel = np.stack([np.stack([ref.kron_sum_matrix(p["A"], p["F"][:, i, j]).T for j in range(3)])
+                       for i in range(3)])                                    # Kronecker sums, HWIO
+    x64, w64 = np.asarray(x, np.float64), np.asarray(w, np.float64)
+    modulated = _np_modconv(x64, w64, p, 1, False, kernel)
+    # d: per output channel energy of the modulated kernel, averaged over the 3 components of each unit.
+    styles = np.tile(w64 @ (p["affine"]["kernel"] / math.sqrt(5)) + p["affine"]["bias"], (1, 3))   # (N, in)
+    energy = np.einsum("hwio,ni->no", (kernel / math.sqrt(9 * 6)) ** 2, styles ** 2)             # (N, out)
+    energy = np.tile(energy.reshape(2, 3, 2).mean(axis=1), (1, 3))
+    np.testing.assert_allclose(y, modulated / np.sqrt(energy + 1e-8)[:, None, None, :], rtol=2e-4, atol=2e-4)
 
 
 def test_modulated_conv_rejects_channels_outside_the_algebra():
