@@ -238,6 +238,18 @@ def test_lazy_r1_every_k_d_steps_with_weight_k_and_adam_correction():
     assert [bool(m['r1'] > 0) for m in history] == [True, False, True]  # D steps 0, 1, 2
     for metrics in history:
         np.testing.assert_allclose(metrics['d_loss'], metrics['d_adv'] + 0.5 * 0.5 * 2 * metrics['r1'], rtol=1e-5)
+    # D's optimiser is Adam with lr c, b1^c, b2^c (numpy Adam over two updates); G's is uncorrected.
+    opt, c = config.optimizer.d, 2 / 3
+    opt.b1 = 0.5
+    _, d_tx = train.make_optimizers(config)
+    grads = [np.array([0.3, -1.2, 2.0]), np.array([-0.7, 0.1, 0.4])]
+    state, m, v = d_tx.init(jnp.zeros(3)), np.zeros(3), np.zeros(3)
+    b1, b2 = opt.b1 ** c, opt.b2 ** c
+    for t, g in enumerate(grads, start=1):
+        update, state = d_tx.update(jnp.asarray(g, jnp.float32), state)
+        m, v = b1 * m + (1 - b1) * g, b2 * v + (1 - b2) * g ** 2
+        want = -opt.lr * c * (m / (1 - b1 ** t)) / (np.sqrt(v / (1 - b2 ** t)) + opt.eps)
+        np.testing.assert_allclose(update, want, rtol=1e-5)
     config.loss.r1_interval = 1
     assert train.lazy_regularization_factor(config) == 1.0
 
