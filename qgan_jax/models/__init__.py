@@ -15,7 +15,7 @@ from typing import Any, Callable
 from flax import linen as nn
 
 from qgan_jax.layers import algebra as algebra_lib
-from qgan_jax.models import common, dcgan, sngan
+from qgan_jax.models import common, dcgan, giu_gan, sngan
 
 
 def _layers(model: Any) -> common.Layers:
@@ -41,7 +41,7 @@ def _build_sngan(model: Any) -> tuple[nn.Module, nn.Module]:
 
 def _build_dcgan(model: Any) -> tuple[nn.Module, nn.Module]:
     layers = _layers(model)
-    dcgan._num_doublings(model.resolution)
+    giu_gan.num_stages(model.resolution, "dcgan")
     generator = dcgan.Generator(layers, resolution=model.resolution, channels=model.channels,
                                 width=model.g_width, batch_norm=model.batch_norm,
                                 factorised=bool(model.get("factorised", False)))

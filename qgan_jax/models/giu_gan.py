@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -77,11 +77,11 @@ class GIUSettings:
     se_reduction: int = 16
 
 
-def num_stages(resolution: int) -> int:
+def num_stages(resolution: int, family: str = "giu_gan") -> int:
     """Hidden stages n of G and D: resolution = 4 * 2**n, n >= 1."""
     n = int(round(math.log2(max(resolution, 1) / 4)))
     if n < 1 or 4 * 2 ** n != resolution:
-        raise ValueError(f"giu_gan: model.resolution must be 4 * 2**k with k >= 1 (e.g. 32, 64), "
+        raise ValueError(f"{family}: model.resolution must be 4 * 2**k with k >= 1 (e.g. 32, 64), "
                          f"got {resolution}.")
     return n
 
@@ -137,17 +137,19 @@ class Generator(nn.Module):
     giu: GIUSettings = GIUSettings()
     attention_at: Sequence[int] = ()
     factorised: bool = False  # Each k4 transposed conv as a clean (4, 1) + (1, 4) pair (D14).
+    family: ClassVar[str] = "giu_gan"  # Names the model in error messages.
 
     @nn.compact
     def __call__(self, z: Array, train: bool = False) -> Array:
-        lay, n, sn = self.layers, num_stages(self.resolution), self.spectral_norm
-        giu_at = _stages("giu_gan generator", "GIU", self.giu_at, n)
-        rbn_at = _stages("giu_gan generator", "RBN", self.rbn_at, n)
-        attention_at = _stages("giu_gan generator", "self-attention", self.attention_at, n)
+        lay, n, sn = self.layers, num_stages(self.resolution, self.family), self.spectral_norm
+        owner = f"{self.family} generator"
+        giu_at = _stages(owner, "GIU", self.giu_at, n)
+        rbn_at = _stages(owner, "RBN", self.rbn_at, n)
+        attention_at = _stages(owner, "self-attention", self.attention_at, n)
         h = z.reshape(z.shape[0], 1, 1, z.shape[-1])
         for i in range(n):
             features = self.width * 2 ** (n - 1 - i)
-            common.check_width("giu_gan generator", "width", features, lay)
+            common.check_width(owner, "width", features, lay)
             h = factorised_gan.conv_transpose(lay, features, (4, 4), factorised=self.factorised,
                                               strides=1 if i == 0 else 2, padding=0 if i == 0 else 1, bias=False,
                                               spectral_norm=sn, name=f"deconv{i + 1}")(h, train)
@@ -177,16 +179,18 @@ class Discriminator(nn.Module):
     leaky_slope: float = 0.1
     giu: GIUSettings = GIUSettings()
     attention_at: Sequence[int] = ()
+    family: ClassVar[str] = "giu_gan"
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
-        lay, n, sn = self.layers, num_stages(self.resolution), self.spectral_norm
-        giu_at = _stages("giu_gan discriminator", "GIU", self.giu_at, n)
-        attention_at = _stages("giu_gan discriminator", "self-attention", self.attention_at, n)
+        lay, n, sn = self.layers, num_stages(self.resolution, self.family), self.spectral_norm
+        owner = f"{self.family} discriminator"
+        giu_at = _stages(owner, "GIU", self.giu_at, n)
+        attention_at = _stages(owner, "self-attention", self.attention_at, n)
         h = x
         for i in range(n):
             features = self.width * 2 ** i
-            common.check_width("giu_gan discriminator", "width", features, lay)
+            common.check_width(owner, "width", features, lay)
             h = lay.conv(features, (4, 4), strides=2, padding=1, bias=False, spectral_norm=sn,
                          name=f"conv{i + 1}")(h, train)
             if self.batch_norm and i > 0:
