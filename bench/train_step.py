@@ -32,7 +32,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from qgan_jax import data, parallel, train  # noqa: E402
+from qgan_jax import data, parallel, summary, train  # noqa: E402
 
 DEFAULT_CONFIGS = 'configs/qsngan_cifar10.py,configs/sngan_cifar10.py'
 
@@ -42,13 +42,6 @@ def load_config(path: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.get_config()
-
-
-def _flops(compiled) -> float:
-    analysis = compiled.cost_analysis()
-    if isinstance(analysis, (list, tuple)):
-        analysis = analysis[0] if analysis else {}
-    return float((analysis or {}).get('flops', float('nan')))
 
 
 def _time(fn, repeats: int, min_seconds: float) -> float:
@@ -69,8 +62,7 @@ def bench_config(path: str, batch_size: int, n_critic: int, repeats: int, min_se
     config.train.n_critic = n_critic
     config = train.resolve_config(config)
     generator, discriminator = train.build_models(config)
-    g_tx = train.make_optimizer(config.optimizer.g, 'g')
-    d_tx = train.make_optimizer(config.optimizer.d, 'd')
+    g_tx, d_tx = train.make_optimizers(config)
     resolution = config.model.resolution
     image_shape = (resolution, resolution, config.model.channels)
     replicated = parallel.replicated(mesh)
@@ -85,7 +77,7 @@ def bench_config(path: str, batch_size: int, n_critic: int, repeats: int, min_se
     compile_start = time.perf_counter()
     compiled = step.lower(state, batch).compile()
     compile_seconds = time.perf_counter() - compile_start
-    flops = _flops(compiled)
+    flops = summary.compiled_flops(compiled)
     holder = {'state': state}
 
     def run():

@@ -28,12 +28,16 @@ def _count(tree: Any) -> int:
     return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(tree))
 
 
-def _flops(fn, variables, inputs) -> float:
-    compiled = jax.jit(fn).lower(variables, inputs).compile()
+def compiled_flops(compiled) -> float:
+    """XLA's FLOP count of a compiled program (NaN when the backend does not report one)."""
     analysis = compiled.cost_analysis()
     if isinstance(analysis, (list, tuple)):
         analysis = analysis[0] if analysis else {}
-    return float((analysis or {}).get("flops", float("nan"))) / inputs.shape[0]
+    return float((analysis or {}).get("flops", float("nan")))
+
+
+def _flops(fn, variables, inputs) -> float:
+    return compiled_flops(jax.jit(fn).lower(variables, inputs).compile()) / inputs.shape[0]
 
 
 def _blocks(params: Any) -> dict[str, int]:

@@ -35,7 +35,7 @@ config = tiny_config()
 config.train.n_critic = 1
 config = train.resolve_config(config)
 generator, discriminator = train.build_models(config)
-g_tx, d_tx = train.make_optimizer(config.optimizer.g), train.make_optimizer(config.optimizer.d)
+g_tx, d_tx = train.make_optimizers(config)
 source = data.make_source(config.data)
 shape = (8, 8, config.model.channels)
 

@@ -72,8 +72,7 @@ def _params(workdir, config) -> list[np.ndarray]:
     """The leaves of the latest checkpoint's state (params, optimiser states, statistics, EMA, step, key)."""
     config = train.resolve_config(config)
     generator, discriminator = train.build_models(config)
-    g_tx = train.make_optimizer(config.optimizer.g)
-    d_tx = train.make_optimizer(config.optimizer.d)
+    g_tx, d_tx = train.make_optimizers(config)
     shape = (config.model.resolution, config.model.resolution, config.model.channels)
     mesh = parallel.make_mesh()
     abstract = jax.tree.map(
@@ -286,7 +285,7 @@ def test_every_config_traces_through_the_training_step(name):
     train.validate_config(config)
     config = train.resolve_config(config)
     generator, discriminator = train.build_models(config)
-    g_tx, d_tx = train.make_optimizer(config.optimizer.g), train.make_optimizer(config.optimizer.d)
+    g_tx, d_tx = train.make_optimizers(config)
     resolution = config.model.resolution
     state = jax.eval_shape(lambda: train.init_state(config, generator, discriminator, g_tx, d_tx,
                                                     (resolution, resolution, config.model.channels)))

@@ -9,6 +9,7 @@ train=..., mutable=[...])`` maps z (N, z_dim) to NHWC images in [-1, 1];
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Any, Callable
 
@@ -88,17 +89,9 @@ def build(config: Any) -> tuple[nn.Module, nn.Module]:
         raise ValueError(f"model.channels = {channels} is not a multiple of {multiple}, as algebra "
                          f"{model.algebra!r} needs (use 4-channel quaternion images, or phc_n = 3 on RGB).")
     resolved = model.copy_and_resolve_references() if hasattr(model, "copy_and_resolve_references") else model
-    with resolved.unlocked() if hasattr(resolved, "unlocked") else _null():
+    with resolved.unlocked() if hasattr(resolved, "unlocked") else contextlib.nullcontext():
         resolved.channels = channels
     return _builder(model.name)(resolved)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def resolve(config: Any) -> Any:
