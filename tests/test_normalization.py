@@ -113,6 +113,40 @@ def test_gradient_flows_through_kernel_not_u_v(x64, rng):
     np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
 
 
+def test_training_gradients_hold_u_v_fixed_to_second_order(x64, rng):
+    # Train mode returns sigma from the power step and differentiates it as u'^T M v' with the new u', v'
+    # fixed: first and second derivatives (the gradient penalty's double backward) must equal those of the
+    # layer with its kernel divided by u'^T M v' written out.
+    sn = SpectralNorm(real.Conv(5, (3, 3), param_dtype=jnp.float64), param_dtype=jnp.float64)
+    x = jnp.asarray(rng.normal(size=(2, 5, 5, 3)))
+    variables = sn.init(jax.random.key(0), x, update_stats=True)
+    stats = variables["batch_stats"]
+    matrix = _torch_matrix(_assembled(variables["params"]["layer"], "real"))
+    u, v = ref.power_iteration_step(matrix, np.asarray(stats["u"]), np.asarray(stats["v"]))
+
+    def trained(params, x):
+        return sn.apply({"params": params, "batch_stats": stats}, x, update_stats=True,
+                        mutable=["batch_stats"])[0]
+
+    def written_out(params, x):
+        def transform(k):
+            sigma = jnp.asarray(u) @ (jnp.transpose(k, (3, 2, 0, 1)).reshape(k.shape[-1], -1) @ jnp.asarray(v))
+            return k / sigma
+        return real.Conv(5, (3, 3), param_dtype=jnp.float64).apply({"params": params["layer"]}, x,
+                                                                    kernel_transform=transform)
+
+    def penalty(fn):
+        # A gradient-penalty-like objective: the parameters' gradient of a function of the input gradient.
+        def objective(params):
+            grad_x = jax.grad(lambda x: jnp.sum(jnp.tanh(fn(params, x))))(x)
+            return jnp.sum(grad_x ** 2) + jnp.sum(fn(params, x) ** 3)
+        return jax.grad(objective)(variables["params"])
+
+    np.testing.assert_allclose(trained(variables["params"], x), written_out(variables["params"], x), rtol=1e-12)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12),
+                 penalty(trained), penalty(written_out))
+
+
 def test_spectral_norm_rejects_foreign_layers():
     import flax.linen as nn
     with pytest.raises(TypeError, match="SpectralNorm"):
