@@ -242,6 +242,19 @@ def step_key(state: GANState) -> jax.Array:
 # The training step.
 
 
+def global_norm(tree: Any) -> jax.Array:
+    """L2 norm of all leaves together, summed in float32, as one reduction over their concatenation.
+
+    `optax.global_norm` sums each leaf separately: on a GPU that is a kernel per parameter array, every critic
+    step (and a bfloat16 leaf is summed in bfloat16).
+    """
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return jnp.zeros((), jnp.float32)
+    flat = jnp.concatenate([jnp.ravel(leaf).astype(jnp.float32) for leaf in leaves])
+    return jnp.sqrt(jnp.sum(jnp.square(flat)))
+
+
 def make_train_step(config: ml_collections.ConfigDict, generator: Any, discriminator: Any,
                     g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation, *,
                     mesh: jax.sharding.Mesh | None = None) -> Callable:
@@ -309,7 +322,7 @@ def make_train_step(config: ml_collections.ConfigDict, generator: Any, discrimin
         grads, (new_d_state, metrics) = jax.grad(d_objective, has_aux=True)(d_params)
         updates, d_opt_state = d_tx.update(grads, d_opt_state, d_params)
         d_params = optax.apply_updates(d_params, updates)
-        metrics['d_grad_norm'] = optax.global_norm(grads)
+        metrics['d_grad_norm'] = global_norm(grads)
         return d_params, d_opt_state, new_d_state, new_g_state, g_fake, g_vjp, metrics
 
     def train_step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANState, dict[str, jax.Array]]:
@@ -346,7 +359,7 @@ def make_train_step(config: ml_collections.ConfigDict, generator: Any, discrimin
                                   d_state=d_state, g_opt_state=g_opt_state, d_opt_state=d_opt_state,
                                   ema_params=ema_params)
         metrics = {name: jnp.mean(value) for name, value in critic_metrics.items()}
-        metrics.update(g_loss=g_loss, g_grad_norm=optax.global_norm(g_grads))
+        metrics.update(g_loss=g_loss, g_grad_norm=global_norm(g_grads))
         return new_state, metrics
 
     matmul_precision = config.model.get('matmul_precision', 'default')

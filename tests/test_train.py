@@ -12,6 +12,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from configs import base
@@ -427,3 +428,15 @@ def test_main_trains_resumes_samples_and_exits_zero_on_sigterm(tmp_path):
     assert process.returncode == 0
     latest = checkpointing.Checkpointer(workdir, read_only=True).latest_step()
     assert 5 < latest < 100000
+
+
+def test_global_norm_matches_optax_on_mixed_leaves():
+    rng = np.random.default_rng(0)
+    tree = {'a': jnp.asarray(rng.normal(size=(3, 4)), jnp.float32), 'b': [jnp.asarray(rng.normal(size=5),
+                                                                                   jnp.bfloat16)],
+            'c': {'d': jnp.asarray(rng.normal(size=(2, 1, 3)), jnp.float32)}}
+    expected = np.sqrt(sum(np.sum(np.square(np.asarray(x, np.float64))) for x in jax.tree.leaves(tree)))
+    np.testing.assert_allclose(train.global_norm(tree), expected, rtol=1e-6)
+    float32_only = {'a': tree['a'], 'c': tree['c']}   # optax sums a bfloat16 leaf in bfloat16.
+    np.testing.assert_allclose(train.global_norm(float32_only), optax.global_norm(float32_only), rtol=1e-6)
+    assert float(train.global_norm({})) == 0.0
