@@ -144,9 +144,8 @@ def compiled_iteration(path: str, batch_size: int, n_critic: int, mesh: jax.shar
     g_tx, d_tx = train.make_optimizers(config)
     resolution = config.model.resolution
     image_shape = (resolution, resolution, config.model.channels)
-    replicated = parallel.replicated(mesh)
-    shapes = jax.eval_shape(lambda: train.init_state(config, generator, discriminator, g_tx, d_tx, image_shape))
-    state = jax.tree.map(lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated), shapes)
+    state = train.abstract_state(config, generator, discriminator, g_tx, d_tx, image_shape,
+                                 parallel.replicated(mesh))
     stored_channels = 3 if config.data.quaternion != 'none' else config.model.channels
     batch = jax.ShapeDtypeStruct((n_critic, batch_size, resolution, resolution, stored_channels), jnp.uint8,
                                  sharding=parallel.batch_sharding(mesh, 1))

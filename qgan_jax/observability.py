@@ -14,7 +14,6 @@ import json
 import math
 import os
 import pathlib
-import tempfile
 import time
 from typing import Any, Mapping, Sequence
 
@@ -22,25 +21,14 @@ import numpy as np
 from absl import logging
 from PIL import Image
 
+from qgan_jax.io import files
+
 METRICS_FILE = 'metrics.jsonl'
 CONFIG_FILE = 'config.json'
 SAMPLES_DIR = 'samples'
 
 _tensorboard_writer_class: Any = None
 _tensorboard_unavailable_reason: str | None = None
-
-
-def _atomic_write_bytes(path: pathlib.Path, payload: bytes) -> None:
-    """Writes `payload` to a temporary file beside `path`, then renames it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-    try:
-        with os.fdopen(handle, 'wb') as file:
-            file.write(payload)
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
 
 
 def _to_python(value: Any) -> Any:
@@ -68,7 +56,7 @@ class JsonlWriter:
                     kept.append(line)
             except json.JSONDecodeError:  # A line cut by a crash.
                 continue
-        _atomic_write_bytes(self.path, ''.join(f'{line}\n' for line in kept).encode())
+        files.write_bytes(self.path, ''.join(f'{line}\n' for line in kept).encode())
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
         record = {'step': int(step), **{k: _to_python(v) for k, v in scalars.items()}}
@@ -218,13 +206,13 @@ def write_config_json(config: Any, workdir: str | os.PathLike) -> pathlib.Path:
     path = pathlib.Path(workdir) / CONFIG_FILE
     text = config.to_json_best_effort(indent=2, sort_keys=True) if hasattr(config, 'to_json_best_effort') \
         else json.dumps(config, indent=2, sort_keys=True, default=str)
-    _atomic_write_bytes(path, (text + '\n').encode())
+    files.write_bytes(path, (text + '\n').encode())
     return path
 
 
 def write_json(payload: Any, path: str | os.PathLike) -> None:
     """Writes `payload` as indented JSON (atomically)."""
-    _atomic_write_bytes(pathlib.Path(path), (json.dumps(payload, indent=2, default=str) + '\n').encode())
+    files.write_bytes(pathlib.Path(path), (json.dumps(payload, indent=2, default=str) + '\n').encode())
 
 
 def image_grid(images: np.ndarray, columns: int | None = None, padding: int = 2) -> np.ndarray:
@@ -247,15 +235,8 @@ def save_grid(images: np.ndarray, path: str | os.PathLike, columns: int | None =
     """Writes `image_grid(images)` as a PNG (atomically) and returns the grid (H, W, C) uint8."""
     grid = image_grid(images, columns)
     pil = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
-    path = pathlib.Path(path)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.png')
-    os.close(handle)
-    try:
+    with files.atomic_path(path, suffix='.png') as temporary:
         pil.save(temporary, format='PNG')
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
     return grid
 
 

@@ -33,6 +33,7 @@ import optax
 from absl import logging
 
 from qgan_jax import checkpointing, data, losses, models, observability, parallel
+from qgan_jax.io import files
 
 # Streams derived from the base key PRNGKey(train.seed) with fold_in, so that each use has its own.
 _INIT_STREAM, _STEP_STREAM, _GRID_STREAM, _SAMPLE_STREAM, _EVAL_STREAM = 0, 1, 2, 3, 4
@@ -231,6 +232,15 @@ def init_state(config: ml_collections.ConfigDict, generator: Any, discriminator:
         ema_params=ema_params,
         rng=jax.random.fold_in(key, _STEP_STREAM),
     )
+
+
+def abstract_state(config: ml_collections.ConfigDict, generator: Any, discriminator: Any,
+                   g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
+                   image_shape: tuple[int, int, int], sharding: jax.sharding.Sharding) -> GANState:
+    """`init_state`'s shapes and dtypes as `jax.ShapeDtypeStruct` leaves with `sharding`, allocating nothing
+    (the target of a checkpoint restore, or the input of an ahead-of-time compile)."""
+    shapes = jax.eval_shape(lambda: init_state(config, generator, discriminator, g_tx, d_tx, image_shape))
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
 
 
 def step_key(state: GANState) -> jax.Array:
@@ -556,18 +566,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     generator, discriminator = build_models(config)
     g_tx, d_tx = make_optimizers(config)
     replicated = parallel.replicated(mesh)
-    create = jax.jit(lambda: init_state(config, generator, discriminator, g_tx, d_tx, image_shape),
-                     out_shardings=replicated)
-    abstract_state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-                                  jax.eval_shape(create))
-
     checkpointer = checkpointing.Checkpointer(workdir, keep=config.checkpoint.keep)
     latest = checkpointer.latest_step()
     if latest is not None:
-        state = checkpointer.restore(abstract_state, latest)
+        state = checkpointer.restore(abstract_state(config, generator, discriminator, g_tx, d_tx, image_shape,
+                                                    replicated), latest)
         logging.info('Resuming from checkpoint %d in %s.', latest, checkpointer.directory)
     else:
-        state = create()
+        state = jax.jit(lambda: init_state(config, generator, discriminator, g_tx, d_tx, image_shape),
+                        out_shardings=replicated)()
     start_step = int(parallel.to_host(state.step))
     num_steps = int(config.train.num_steps)
 
@@ -706,11 +713,8 @@ def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pat
     generator, discriminator = build_models(config)
     g_tx, d_tx = make_optimizers(config)
     image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
-    replicated = parallel.replicated(mesh)
-    abstract_state = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated),
-        jax.eval_shape(lambda: init_state(config, generator, discriminator, g_tx, d_tx, image_shape)))
-    state = checkpointer.restore(abstract_state, latest)
+    state = checkpointer.restore(abstract_state(config, generator, discriminator, g_tx, d_tx, image_shape,
+                                                parallel.replicated(mesh)), latest)
     checkpointer.close()
     latents = np.asarray(jax.random.normal(jax.random.fold_in(base_key(config), _SAMPLE_STREAM),
                                            (config.sample.num_images, config.model.z_dim), jnp.float32))
@@ -720,9 +724,8 @@ def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pat
                              latents, mesh, int(config.sample.get('batch_size', 500)), config.data)
     out = workdir / SAMPLES_FILE
     if jax.process_index() == 0:
-        temporary = workdir / f'.{SAMPLES_FILE}.{os.getpid()}.tmp.npz'
-        np.savez_compressed(temporary, image=images, step=np.int64(latest))
-        os.replace(temporary, out)
+        with files.atomic_path(out, suffix='.npz') as temporary:
+            np.savez_compressed(temporary, image=images, step=np.int64(latest))
         observability.save_grid(images[:100], workdir / 'samples.png')
         logging.info('Wrote %d samples from checkpoint %d to %s.', len(images), latest, out)
     return out

@@ -13,10 +13,8 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import sys
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -24,6 +22,8 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import scipy.linalg
 import scipy.special
+
+from qgan_jax.io import files
 
 __all__ = [
     "frechet_distance", "inception_score", "StatsAccumulator", "ISAccumulator", "Statistics",
@@ -189,16 +189,8 @@ class Statistics:
     def save(self, path) -> None:
         """Write a pytorch-fid-compatible .npz (``mu``, ``sigma``) plus ``n`` and string metadata fields."""
         extra = {f"meta_{k}": np.asarray(v) for k, v in self.meta.items()}
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp.npz")
-        os.close(fd)
-        try:
+        with files.atomic_path(path, suffix=".npz") as tmp:
             np.savez(tmp, mu=self.mu, sigma=self.sigma, n=np.int64(-1 if self.n is None else self.n), **extra)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
     @classmethod
     def load(cls, path) -> "Statistics":
