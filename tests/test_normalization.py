@@ -190,3 +190,16 @@ def test_quaternion_batch_norm_train_and_eval(x64, rng):
 def test_quaternion_batch_norm_rejects_bad_channels():
     with pytest.raises(ValueError, match="channels = 6 is not divisible by 4"):
         QuaternionBatchNorm(use_running_average=False).init(jax.random.key(0), jnp.ones((2, 3, 3, 6)))
+
+
+def test_quaternion_batch_norm_float32_statistics_far_from_zero(rng):
+    # One-pass statistics are shifted per component, so a large offset costs no accuracy in float32.
+    x = rng.normal(loc=np.repeat([2e3, -5e3, 0.0, 1e4], 3), scale=1.0, size=(8, 5, 5, 12))
+    bn = QuaternionBatchNorm()
+    variables = bn.init(jax.random.key(0), jnp.asarray(x, jnp.float32), use_running_average=False)
+    y, state = bn.apply(variables, jnp.asarray(x, jnp.float32), use_running_average=False,
+                        mutable=["batch_stats"])
+    expected, mean, var = _qbn_reference(x, np.ones(3), np.zeros(12))
+    np.testing.assert_allclose(state["batch_stats"]["mean"], 0.1 * mean, rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(state["batch_stats"]["var"], [0.9 + 0.1 * var], rtol=1e-5)
+    np.testing.assert_allclose(y, expected, atol=5e-3)

@@ -160,9 +160,13 @@ class QuaternionBatchNorm(nn.Module):
         if use_running_average:
             mean, var = ra_mean.value.astype(dtype), ra_var.value.astype(dtype)[0]
         else:
-            mean = jnp.mean(xc, axis=reduce_axes)                        # (n,)
-            centred = xc - mean[:, None]
-            var = jnp.mean(jnp.sum(jnp.square(centred), axis=-2))        # scalar, biased
+            # One pass, shifted by one sample per component (see rbn.BatchNorm): E[d] and E[d^2] are sibling
+            # reductions, and sum_c E[(x_c - mu_c)^2] = sum_c (E[d_c^2] - E[d_c]^2).
+            shift = lax.stop_gradient(xc[(0,) * (xc.ndim - 2) + (slice(None), 0)])    # (n,)
+            d = xc - shift[:, None]
+            mean_d = jnp.mean(d, axis=reduce_axes)                       # (n,)
+            mean = mean_d + shift
+            var = jnp.maximum(jnp.sum(jnp.mean(jnp.square(d), axis=reduce_axes) - jnp.square(mean_d)), 0.0)
             if not self.is_initializing():
                 stat_dtype = ra_mean.value.dtype
                 ra_mean.value = (1 - self.momentum) * ra_mean.value + self.momentum * mean.astype(stat_dtype)
