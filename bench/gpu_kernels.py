@@ -31,7 +31,10 @@ import jax.numpy as jnp  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / 'bench'))
+
 from qgan_jax import parallel, train  # noqa: E402
+from train_step import load_config  # noqa: E402  (bench/train_step.py)
 
 # XLA's description of an H100 SXM (what the CUDA plugin reports on one), for compiling without the device.
 H100_TARGET_CONFIG = """
@@ -135,8 +138,6 @@ def h100_mesh() -> jax.sharding.Mesh:
 
 def compiled_iteration(path: str, batch_size: int, n_critic: int, mesh: jax.sharding.Mesh):
     """`jit_train_step` of a config, compiled from abstract state and batch for `mesh` (nothing is allocated)."""
-    sys.path.insert(0, str(ROOT / 'bench'))
-    from train_step import load_config
     config = load_config(path)
     config.train.batch_size, config.train.n_critic = batch_size, n_critic
     config = train.resolve_config(config)

@@ -188,7 +188,8 @@ def main(argv=None) -> int:
             row.append(r)
             print(f'{path:34s} {batch:5d} {r["ms_per_iter"]:9.2f} {r["steps_per_sec"]:8.2f} '
                   f'{r["images_per_sec"]:9.1f} {r["flops_per_iter"] / 1e9:9.2f} {r["achieved_tflops"]:8.3f} '
-                  f'{r["input_ms"]:8.2f} {r["resident_input_ms"]:8.2f} {r["compile_s"]:9.1f} {r["hours_per_1m_iters"]:8.1f}', flush=True)
+                  f'{r["input_ms"]:8.2f} {r["resident_input_ms"]:8.2f} {r["compile_s"]:9.1f} '
+                  f'{r["hours_per_1m_iters"]:8.1f}', flush=True)
         for first, second in zip(row[::2], row[1::2]):
             ratio = first['ms_per_iter'] / second['ms_per_iter']
             flop_ratio = first['flops_per_iter'] / second['flops_per_iter']

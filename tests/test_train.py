@@ -75,10 +75,8 @@ def _params(workdir, config) -> list[np.ndarray]:
     generator, discriminator = train.build_models(config)
     g_tx, d_tx = train.make_optimizers(config)
     shape = (config.model.resolution, config.model.resolution, config.model.channels)
-    mesh = parallel.make_mesh()
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=parallel.replicated(mesh)),
-        jax.eval_shape(lambda: train.init_state(config, generator, discriminator, g_tx, d_tx, shape)))
+    abstract = train.abstract_state(config, generator, discriminator, g_tx, d_tx, shape,
+                                    parallel.replicated(parallel.make_mesh()))
     checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
     try:
         return [np.asarray(x) for x in jax.tree.leaves(checkpointer.restore(abstract))]

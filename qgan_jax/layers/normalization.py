@@ -36,8 +36,8 @@ def power_iteration(matrix: Array, u: Array, eps: float) -> tuple[Array, Array, 
 
     ``v' = normalize(M^T u)``, ``u' = normalize(M v')``, ``sigma = u'^T M v' = |M v'|``. Written as three
     reductions (``a = M^T u``; ``b = M a``; then ``|b|`` and ``u^T b = |a|^2`` side by side) instead of two
-    products, two norms and a third product, because on a GPU each is a separate small kernel and every spectrally normalised layer runs
-    this in every training forward.
+    products, two norms and a third product: on a GPU each is a separate small kernel, and every spectrally
+    normalised layer runs this in every training forward.
     """
     a = jnp.matmul(matrix.T, u, precision=_HIGHEST)
     b = jnp.matmul(matrix, a, precision=_HIGHEST)
