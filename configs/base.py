@@ -83,9 +83,23 @@ def get_config() -> ml_collections.ConfigDict:
     config.sample.num_images = 64         # Images in a grid, and written by --mode=sample.
     config.sample.truncation_psi = 1.0    # Truncation of grids and --mode=sample (GANsformer; 1 = off, FID never).
     config.sample.batch_size = 500        # Images generated per jitted call (sample mode, grids, FID).
+    config.sample.bn_statistics = "auto"  # BN statistics of sampling: standing (recomputed for the sampled weights,
+                                          # BigGAN) | running (the training state's) | auto (standing for EMA).
+    config.sample.standing_batches = 32   # Batches of train.batch_size latents averaged by standing statistics.
 
     config.eval = ml_collections.ConfigDict()
-    config.eval.every_steps = 0           # Steps between in-loop FID / IS (0 = off).
-    config.eval.num_images = 10_000       # Generated images per FID.
+    config.eval.every_steps = 0           # Steps between in-loop evaluations (0 = off); also at the final step.
+    config.eval.network = "inception"     # Feature network: inception (FID, comparable to papers) | classifier
+                                          # (our CIFAR-10 classifier, offline: FCD, not comparable to FID).
+    config.eval.metrics = ("fd", "is", "kid", "prdc")  # fd (FID / FCD) | is (inception only) | kid |
+                                          # prdc (precision, recall, density, coverage) | classes (classifier).
+    config.eval.num_images = 10_000       # Generated images per evaluation.
+    config.eval.reference = ""            # Reference set as a data source ('' = the training data).
+    config.eval.reference_num_images = 0  # Use a fixed random subset of this many reference images (0 = all).
+    config.eval.prdc_max_reference = 10_000  # Reference rows for precision / recall (their cost grows as N^2).
+    config.eval.best_metric = "fd"        # Keep the best checkpoint by: fd | kid | is | precision | recall |
+                                          # density | coverage | "" (off); in <workdir>/checkpoints_best/.
+    config.eval.batch_size = 250          # Images per feature-network call.
     config.eval.inception_path = ""       # pt_inception-2015-12-05-6726825d.pth ('' = cache / download).
+    config.eval.classifier_path = ""      # CIFAR-10 classifier weights ('' = the packaged ones).
     return config

@@ -16,6 +16,7 @@ import jax
 import orbax.checkpoint as ocp
 
 CHECKPOINTS_DIR = 'checkpoints'
+BEST_DIR = 'checkpoints_best'
 
 
 def checkpoint_dir(workdir: str | os.PathLike) -> pathlib.Path:
@@ -66,6 +67,38 @@ class Checkpointer:
     def reached_preemption(self, step: int) -> bool:
         """True on every process once JAX's preemption notice (multi-process runs) has reached `step`."""
         return jax.process_count() > 1 and self.manager.reached_preemption(step)
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+class BestCheckpointer:
+    """Keeps the one checkpoint with the best value of an evaluation metric, under `<workdir>/checkpoints_best/<step>`
+    beside the latest ones (same layout, so `Checkpointer(workdir / ..., read_only=True)`-style restores work).
+
+    Every evaluation is saved with its metric; Orbax then removes all but the best (`best_fn`, `best_mode`), across
+    resumes too. Saves are synchronous (rare: one per evaluation).
+    """
+
+    def __init__(self, workdir: str | os.PathLike, metric: str, mode: str):
+        if mode not in ('min', 'max'):
+            raise ValueError(f'mode={mode!r} must be min or max')
+        self.metric, self.mode = metric, mode
+        self.directory = pathlib.Path(workdir).expanduser().absolute() / BEST_DIR
+        options = ocp.CheckpointManagerOptions(max_to_keep=1, best_fn=lambda metrics: float(metrics[metric]),
+                                               best_mode=mode, create=True, enable_async_checkpointing=False)
+        self.manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def save(self, step: int, state: Any, value: float) -> bool:
+        """Saves `state` with its metric `value`; Orbax then keeps only the best. Returns whether `step` is it."""
+        if step not in self.manager.all_steps():
+            self.manager.save(step, args=ocp.args.StandardSave(state), metrics={self.metric: float(value)},
+                              force=True)
+        return self.manager.best_step() == step
+
+    def best_step(self) -> int | None:
+        return self.manager.best_step()
 
     def close(self) -> None:
         self.manager.wait_until_finished()

@@ -111,6 +111,18 @@ class MultiWriter:
         for writer in self.writers:
             writer.write_images(step, images)
 
+    def write_evaluation(self, step: int, scalars: Mapping[str, Any], protocol: Mapping[str, Any]) -> None:
+        """Evaluation metrics with their protocol: one metrics.jsonl record `{step, **scalars, "protocol": {...}}`;
+        TensorBoard gets the scalars and the protocol as text; the log gets both."""
+        for writer in self.writers:
+            if isinstance(writer, JsonlWriter):
+                writer.write_scalars(step, {**scalars, 'protocol': dict(protocol)})
+                continue
+            writer.write_scalars(step, scalars)
+            if hasattr(writer, 'write_texts'):
+                writer.write_texts(step, {'eval_protocol': json.dumps(dict(protocol), default=str)})
+        logging.info('[%d] evaluation protocol: %s', step, json.dumps(dict(protocol), default=str))
+
     def write_hparams(self, hparams: Mapping[str, Any]) -> None:
         for writer in self.writers:
             writer.write_hparams(hparams)

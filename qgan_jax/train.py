@@ -32,16 +32,14 @@ import numpy as np
 import optax
 from absl import logging
 
-from qgan_jax import checkpointing, data, losses, models, observability, parallel
+from qgan_jax import checkpointing, data, evaluation, losses, models, observability, parallel, sampling
 from qgan_jax.io import files
 
 # Streams derived from the base key PRNGKey(train.seed) with fold_in, so that each use has its own.
-_INIT_STREAM, _STEP_STREAM, _GRID_STREAM, _SAMPLE_STREAM, _EVAL_STREAM = 0, 1, 2, 3, 4
+_INIT_STREAM, _STEP_STREAM, _GRID_STREAM, _SAMPLE_STREAM, _EVAL_STREAM, _STANDING_STREAM = 0, 1, 2, 3, 4, 5
 
 OPTIMIZERS = ('adam', 'rmsprop', 'adagrad')
-# RNG streams a model may draw from in train mode (dropout, StyleGAN noise inputs, style mixing); each forward pass
-# gets its own keys, folded from the step key.
-RNG_STREAMS = ('dropout', 'noise', 'mixing')
+RNG_STREAMS = models.RNG_STREAMS
 SAMPLES_FILE = 'samples.npz'
 
 
@@ -113,6 +111,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
              f'{", ".join(MATMUL_PRECISIONS)}')
     _require(config.model.z_dim >= 1, f'model.z_dim={config.model.z_dim} must be >= 1')
     _require(config.eval.every_steps >= 0, f'eval.every_steps={config.eval.every_steps} must be >= 0 (0 = off)')
+    if config.eval.every_steps:
+        evaluation.validate(config)
+    sampling.statistics_mode(config, ema=False)
+    _require(config.sample.get('standing_batches', 1) >= 1,
+             f'sample.standing_batches={config.sample.get("standing_batches")} must be >= 1')
     data.parse_source(config.data.source)
 
 
@@ -196,18 +199,7 @@ def _split_variables(variables: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]
     return params, variables
 
 
-def _apply(module: Any, params: Any, state: Mapping[str, Any], inputs: jax.Array, train: bool,
-           key: jax.Array | None = None) -> tuple[jax.Array, dict[str, Any]]:
-    """module(inputs) -> (output, new non-trainable state); train mode updates BN / spectral-norm state.
-
-    `key` feeds the RNG_STREAMS (models without randomness ignore them).
-    """
-    variables = {'params': params, **state}
-    rngs = None if key is None else {name: jax.random.fold_in(key, i) for i, name in enumerate(RNG_STREAMS)}
-    if train and state:
-        output, new_state = module.apply(variables, inputs, train=True, mutable=list(state), rngs=rngs)
-        return output, dict(new_state)
-    return module.apply(variables, inputs, train=train, rngs=rngs), dict(state)
+_apply = models.apply
 
 
 def base_key(config: ml_collections.ConfigDict) -> jax.Array:
@@ -393,43 +385,15 @@ def jit_train_step(train_step: Callable, mesh: jax.sharding.Mesh) -> Callable:
                    out_shardings=(replicated, replicated), donate_argnums=(0,))
 
 
-def make_generate(generator: Any, mesh: jax.sharding.Mesh, truncation_psi: float = 1.0,
-                  matmul_precision: str = 'default') -> Callable:
-    """Jitted `(params, g_state, z) -> images`: G in eval mode (stored statistics), z (N, z_dim) -> (N, H, W, C),
-    N sharded on `data` (N must be a multiple of the device count). `truncation_psi` != 1 is passed to generators
-    that support truncation (GANsformer) for sample grids and --mode=sample; FID never truncates.
-    `matmul_precision`: config.model.matmul_precision, the float32 matmul / conv precision while tracing."""
-    batch = parallel.batch_sharding(mesh)
-    replicated = parallel.replicated(mesh)
-    kwargs = {} if truncation_psi == 1.0 else {'truncation_psi': truncation_psi}
-
-    def generate(params, g_state, z):
-        with jax.default_matmul_precision(matmul_precision):
-            return generator.apply({'params': params, **g_state}, z, train=False, **kwargs).astype(jnp.float32)
-
-    return jax.jit(generate, in_shardings=(replicated, replicated, batch), out_shardings=batch)
+make_generate = sampling.make_generate
+generate_images = sampling.generate_images
 
 
-def generate_images(generate: Callable, params: Any, g_state: Any, z: np.ndarray, mesh: jax.sharding.Mesh,
-                    batch_size: int, data_config: Any) -> np.ndarray:
-    """uint8 (N, H, W, 3 or 1) display images (quaternion real part dropped) for latents z (N, z_dim), generated
-    in chunks of `batch_size` (rounded up to a multiple of the device count; the last chunk is padded)."""
-    devices = mesh.devices.size
-    chunk = -(-max(1, min(batch_size, len(z))) // devices) * devices
-    outputs = []
-    for start in range(0, len(z), chunk):
-        part = np.asarray(z[start:start + chunk], np.float32)
-        padded = np.concatenate([part, np.zeros((chunk - len(part), part.shape[1]), np.float32)])
-        # Every process holds all latents; it passes the rows of its own devices.
-        rows = padded.reshape(jax.process_count(), -1, padded.shape[1])[jax.process_index()]
-        images = parallel.to_host(generate(params, g_state, parallel.global_batch(rows, mesh)))
-        outputs.append(data.to_uint8(images[:len(part)], data_config))
-    return np.concatenate(outputs)
-
-
-def generator_params(state: GANState, config: ml_collections.ConfigDict) -> Any:
-    """The parameters to sample with: the EMA generator when train.ema_decay > 0, else the trained one."""
-    return state.ema_params if config.train.ema_decay > 0 and state.ema_params else state.g_params
+def sampling_variables(config: ml_collections.ConfigDict, generator: Any, state: GANState):
+    """(params, g_state, description) to sample with: `sampling.sampling_variables` with the run's standing-
+    statistics key (a function of train.seed only, so grids, metrics and --mode=sample agree)."""
+    return sampling.sampling_variables(config, generator, state,
+                                       jax.random.fold_in(base_key(config), _STANDING_STREAM))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -509,41 +473,22 @@ def _check_finite(history: list[tuple[int, dict[str, float]]], checkpointer: che
                 f'training stopped and {kept} in {checkpointer.directory}')
 
 
-def _make_evaluator(config: ml_collections.ConfigDict, source: data.Source, sample_fn_factory: Callable):
-    """In-loop FID / IS (`config.eval`), or None when eval.every_steps = 0 or the run is shorter than one period.
+def _make_evaluator(config: ml_collections.ConfigDict, source: data.Source) -> evaluation.Evaluator | None:
+    """The in-loop evaluator (`config.eval`), or None when eval.every_steps = 0 or the run is shorter than one period.
 
-    FID runs at every multiple of eval.every_steps and at the final step of runs at least that long; the Inception
-    weights are loaded here, at start-up, so a missing file fails the run before training, not at the first FID.
+    It runs at every multiple of eval.every_steps and at the final step of runs at least that long; the feature
+    network and the reference features are loaded here, at start-up, so a missing file fails the run before
+    training, not at the first evaluation.
     """
     if not config.eval.every_steps:
         return None
     if config.train.num_steps < config.eval.every_steps:
-        logging.info('No in-loop FID in this run: train.num_steps=%d < eval.every_steps=%d.',
+        logging.info('No in-loop evaluation in this run: train.num_steps=%d < eval.every_steps=%d.',
                      config.train.num_steps, config.eval.every_steps)
         return None
-    from qgan_jax.metrics import fid, inception
-    num_images = int(config.eval.num_images)
-    if num_images < fid.MIN_IMAGES:
-        raise ValueError(f'eval.num_images={num_images} must be >= {fid.MIN_IMAGES} for FID (or set '
-                         'eval.every_steps=0)')
-    try:
-        network = inception.load_inception(config.eval.get('inception_path') or None)
-    except FileNotFoundError as error:
-        raise FileNotFoundError(
-            f'in-loop FID (eval.every_steps={config.eval.every_steps}) needs the FID Inception weights: {error}; '
-            'point --config.eval.inception_path at a local copy, or set --config.eval.every_steps=0 to train '
-            'without in-loop FID') from error
-    reals = source.images if source.images.shape[-1] == 3 else np.repeat(source.images, 3, axis=-1)
-    reference = fid.reference_statistics(reals, dataset=str(config.data.source), split='train', inception=network)
-    batch_size = int(config.eval.get('batch_size', 250))
-
-    def evaluate(step: int, state: GANState) -> dict[str, float]:
-        sample_fn = sample_fn_factory(state)
-        record = fid.compute_fid(sample_fn, num_images, reference, inception=network, batch_size=batch_size,
-                                 metadata={'step': step, 'generator': 'ema' if config.train.ema_decay else 'g'})
-        return {k: float(record[k]) for k in ('fid', 'is_mean', 'is_std') if k in record}
-
-    return evaluate
+    name = evaluation.fd_name(config.eval.get('network', 'inception')).upper()
+    return evaluation.Evaluator.from_config(config, source.images,
+                                            context=f'in-loop {name} (eval.every_steps={config.eval.every_steps})')
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> GANState:
@@ -601,20 +546,26 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                                                 (config.sample.num_images, config.model.z_dim), jnp.float32))
     sample_batch = int(config.sample.get('batch_size', 500))
 
-    def write_samples(step: int, state: GANState) -> None:
-        images = generate_images(display_generate, generator_params(state, config), state.g_state, grid_latents,
-                                 mesh, sample_batch, config.data)
+    def write_samples(step: int, variables: tuple[Any, Any, dict]) -> None:
+        params, g_state, _ = variables
+        images = generate_images(display_generate, params, g_state, grid_latents, mesh, sample_batch, config.data)
         if is_main:
             grid = observability.save_grid(images, observability.sample_grid_path(workdir, step))
             writer.write_images(step, {'samples': grid[None]})
 
-    def sample_fn_factory(state: GANState):
+    def evaluate(step: int, state: GANState, variables: tuple[Any, Any, dict]) -> None:
+        params, g_state, description = variables
+
         def sample_fn(index: int, count: int) -> np.ndarray:
             key = jax.random.fold_in(jax.random.fold_in(base_key(config), _EVAL_STREAM), index)
             z = np.asarray(jax.random.normal(key, (count, config.model.z_dim), jnp.float32))
-            return generate_images(generate, generator_params(state, config), state.g_state, z, mesh, count,
-                                   config.data)
-        return sample_fn
+            return generate_images(generate, params, g_state, z, mesh, count, config.data)
+
+        scalars, protocol = evaluator(sample_fn)
+        writer.write_evaluation(step, scalars, {**protocol, **description})
+        if best_checkpointer is not None and best_checkpointer.save(step, state, scalars[best[0]]):
+            logging.info('Best %s so far (%.4g) at step %d: kept in %s.', best[0], scalars[best[0]], step,
+                         best_checkpointer.directory)
 
     if start_step >= num_steps:
         logging.info('Nothing to do: the latest checkpoint is at step %d >= train.num_steps=%d.', start_step,
@@ -622,10 +573,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         writer.close()
         checkpointer.close()
         return state
-    evaluator = _make_evaluator(config, source, sample_fn_factory)
+    evaluator = _make_evaluator(config, source)
+    best = evaluation.best_metric(config) if evaluator is not None else None
+    best_checkpointer = checkpointing.BestCheckpointer(workdir, *best) if best else None
     train_step = jit_train_step(make_train_step(config, generator, discriminator, g_tx, d_tx, mesh=mesh), mesh)
     if start_step == 0:
-        write_samples(0, state)
+        write_samples(0, sampling_variables(config, generator, state))
 
     images_per_step = config.train.batch_size * config.train.n_critic
     stop = _StopRequest()
@@ -668,10 +621,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                 logging.info('%s', observability.progress_line(step, num_steps, scalars, steps_per_sec, eta))
             if save_now:
                 checkpointer.save(step, state)
-            if sample_now:
-                write_samples(step, state)
-            if eval_now:
-                writer.write_scalars(step, evaluator(step, state))
+            if sample_now or eval_now:
+                variables = sampling_variables(config, generator, state)
+                if sample_now:
+                    write_samples(step, variables)
+                if eval_now:
+                    evaluate(step, state, variables)
             if save_now or sample_now or eval_now:
                 throughput.reset(step)  # Time outside training steps is not throughput.
             if stopping:
@@ -685,6 +640,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
         writer.flush()
         writer.close()
         checkpointer.close()
+        if best_checkpointer is not None:
+            best_checkpointer.close()
     return state
 
 
@@ -695,7 +652,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pathlib.Path:
     """Writes `<workdir>/samples.npz` (`image`: uint8 (sample.num_images, H, W, 3 or 1) NHWC, RGB) and
     `<workdir>/samples.png` (a grid of the first 100) from the latest checkpoint, with the EMA generator when
-    train.ema_decay > 0. Latents come from train.seed, so the output is reproducible. Returns the .npz path."""
+    train.ema_decay > 0 and the BN statistics of `sample.bn_statistics` (the same path as the training grids and
+    in-loop metrics). Latents come from train.seed, so the output is reproducible. Returns the .npz path."""
     validate_config(config)
     config = resolve_config(config)
     workdir = pathlib.Path(workdir).expanduser()
@@ -718,14 +676,15 @@ def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pat
     checkpointer.close()
     latents = np.asarray(jax.random.normal(jax.random.fold_in(base_key(config), _SAMPLE_STREAM),
                                            (config.sample.num_images, config.model.z_dim), jnp.float32))
+    params, g_state, description = sampling_variables(config, generator, state)
     images = generate_images(make_generate(generator, mesh, float(config.sample.get('truncation_psi', 1.0)),
                                            config.model.get('matmul_precision', 'default')),
-                             generator_params(state, config), state.g_state,
-                             latents, mesh, int(config.sample.get('batch_size', 500)), config.data)
+                             params, g_state, latents, mesh, int(config.sample.get('batch_size', 500)), config.data)
     out = workdir / SAMPLES_FILE
     if jax.process_index() == 0:
         with files.atomic_path(out, suffix='.npz') as temporary:
             np.savez_compressed(temporary, image=images, step=np.int64(latest))
         observability.save_grid(images[:100], workdir / 'samples.png')
-        logging.info('Wrote %d samples from checkpoint %d to %s.', len(images), latest, out)
+        logging.info('Wrote %d samples from checkpoint %d (generator %s, BN statistics %s) to %s.', len(images),
+                     latest, description['generator'], description['bn_statistics'], out)
     return out

@@ -11,12 +11,33 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
+import jax
 from flax import linen as nn
 
 from qgan_jax.layers import algebra as algebra_lib
 from qgan_jax.models import common, dcgan, giu_gan, sngan
+
+
+# RNG streams a model may draw from in train mode (dropout, StyleGAN noise inputs, style mixing); each forward pass
+# gets its own keys, folded from the caller's key.
+RNG_STREAMS = ("dropout", "noise", "mixing")
+
+
+def apply(module: nn.Module, params: Any, state: Mapping[str, Any], inputs: jax.Array, train: bool,
+          key: jax.Array | None = None) -> tuple[jax.Array, dict[str, Any]]:
+    """module(inputs) -> (output, new non-trainable state); train mode updates BN / spectral-norm state.
+
+    ``state``: the non-trainable collections (``{'batch_stats': ...}`` or ``{}``). ``key`` feeds the
+    RNG_STREAMS (models without randomness ignore them).
+    """
+    variables = {"params": params, **state}
+    rngs = None if key is None else {name: jax.random.fold_in(key, i) for i, name in enumerate(RNG_STREAMS)}
+    if train and state:
+        output, new_state = module.apply(variables, inputs, train=True, mutable=list(state), rngs=rngs)
+        return output, dict(new_state)
+    return module.apply(variables, inputs, train=train, rngs=rngs), dict(state)
 
 
 def _layers(model: Any) -> common.Layers:
