@@ -14,9 +14,10 @@ from qgan_jax import parallel
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Training configuration file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and samples.")
-flags.DEFINE_enum("mode", "train", ["train", "summary", "sample"],
+flags.DEFINE_enum("mode", "train", ["train", "summary", "sample", "evaluate"],
                   "train: train or resume; summary: parameter / FLOP counts; sample: images from the latest "
-                  "checkpoint into DIR/samples.npz.")
+                  "checkpoint into DIR/samples.npz; evaluate: metrics of the latest checkpoint (config.eval) into "
+                  "DIR/evaluation.json.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -31,6 +32,8 @@ def main(argv):
             train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
         elif FLAGS.mode == "sample":
             train.sample(FLAGS.config, FLAGS.workdir)
+        elif FLAGS.mode == "evaluate":
+            train.evaluate(FLAGS.config, FLAGS.workdir)
         else:
             from qgan_jax import summary
             summary.run(FLAGS.config, FLAGS.workdir)

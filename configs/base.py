@@ -83,6 +83,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.sample.num_images = 64         # Images in a grid, and written by --mode=sample.
     config.sample.truncation_psi = 1.0    # Truncation of grids and --mode=sample (GANsformer; 1 = off, FID never).
     config.sample.batch_size = 500        # Images generated per jitted call (sample mode, grids, FID).
+    config.sample.generator = "auto"      # Weights sampled (grids, sample mode, metrics): auto (EMA when
+                                          # train.ema_decay > 0) | ema | raw (the trained weights).
     config.sample.bn_statistics = "auto"  # BN statistics of sampling: standing (recomputed for the sampled weights,
                                           # BigGAN) | running (the training state's) | auto (standing for EMA).
     config.sample.standing_batches = 32   # Batches of train.batch_size latents averaged by standing statistics.

@@ -35,6 +35,7 @@ from PIL import Image
 
 SOURCE_FORMS = ('tfds:<name>[:split]', 'npz:<path>', 'folder:<path>', 'sample:cifar10')
 QUATERNION_MODES = ('none', 'zero', 'reference')
+FAKE_REAL_PARTS = ('free', 'data')
 RESIZE_METHODS = {
     'nearest': Image.Resampling.NEAREST,
     'box': Image.Resampling.BOX,
@@ -62,6 +63,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.max_examples = 0            # Keep only the first N examples after the class filter; 0 keeps all.
     config.random_flip = False         # Random horizontal flip in `preprocess` (needs a key).
     config.quaternion = 'none'         # none: C channels | zero: [0, R, G, B] (D8) | reference: [-1, R, G, B].
+    config.fake_real_part = 'free'     # Quaternion models: free (D sees G's channel 0 as generated, as the
+                                       # reference) | data (set to the real images' constant before D sees it).
     config.tfds_data_dir = ''          # TFDS data_dir; '' uses TFDS's default (~/tensorflow_datasets).
     config.tfds_download = False       # Let TFDS download and prepare a missing dataset (needs network; offline,
                                        # TFDS retries for minutes before failing, hence off by default).
@@ -532,6 +535,19 @@ def preprocess(images: jax.Array | np.ndarray, config: Any, key: jax.Array | Non
         real_part = 0.0 if mode == 'zero' else -1.0  # 'reference' maps the prepended 0 through x / 127.5 - 1.
         scaled = jnp.concatenate([jnp.full(scaled.shape[:-1] + (1,), real_part, jnp.float32), scaled], axis=-1)
     return scaled
+
+
+def project_fakes(images: jax.Array, config: Any) -> jax.Array:
+    """Generated (N, H, W, 4) quaternion images with the real part (channel 0) set to the constant of the real
+    images (0 for data.quaternion='zero', -1 for 'reference') when data.fake_real_part='data': a projection onto
+    the data's pure quaternions, so D cannot tell real from fake by channel 0. Identity otherwise."""
+    mode, fake_real_part = _field(config, 'quaternion'), _field(config, 'fake_real_part')
+    if fake_real_part not in FAKE_REAL_PARTS:
+        raise ValueError(f'data.fake_real_part={fake_real_part!r} is unknown; allowed: {", ".join(FAKE_REAL_PARTS)}')
+    if fake_real_part == 'free' or mode == 'none' or images.shape[-1] != 4:
+        return images
+    real_part = 0.0 if mode == 'zero' else -1.0
+    return images.at[..., 0].set(real_part)
 
 
 def to_uint8(images: jax.Array | np.ndarray, config: Any) -> np.ndarray:

@@ -6,7 +6,7 @@ with those of a reference set:
 
   network 'inception'   pytorch-fid's Inception-v3 pool3 (2048-d): FID (comparable to published FIDs when the
                         reference is the full training set), Inception Score;
-  network 'classifier'  our CIFAR-10 classifier's penultimate features (256-d; `metrics.classifier`): FCD, the
+  network 'classifier'  our CIFAR-10 classifier's penultimate features (128-d; `metrics.classifier`): FCD, the
                         Fréchet distance in classifier features (not comparable to published FID), and
                         `classes_covered` / `class_max_share` (how the generated images spread over its 10 classes);
 
@@ -35,7 +35,7 @@ METRICS = ('fd', 'is', 'kid', 'prdc', 'classes')
 BEST_METRICS = {'fd': (None, 'min'), 'kid': ('kid_mean', 'min'), 'is': ('is_mean', 'max'),
                 'precision': ('precision', 'max'), 'recall': ('recall', 'max'), 'density': ('density', 'max'),
                 'coverage': ('coverage', 'max')}
-MIN_IMAGES = {'inception': fid.MIN_IMAGES, 'classifier': 256}  # >= the feature dimension: full-rank covariance.
+MIN_IMAGES = {'inception': fid.MIN_IMAGES, 'classifier': 128}  # >= the feature dimension: full-rank covariance.
 # A class counts as covered when it receives at least a quarter of its uniform share of the samples.
 COVERED_SHARE = 0.25
 

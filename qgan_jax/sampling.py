@@ -37,15 +37,14 @@ def has_batch_norm(g_state: Any) -> bool:
     return any(_is_bn_leaf(path) for path, _ in jax.tree_util.tree_leaves_with_path(g_state))
 
 
-def standing_statistics(generator: Any, params: Any, g_state: Any, key: jax.Array, num_batches: int,
-                        batch_size: int, z_dim: int) -> Any:
+def standing_statistics(generator: Any, params: Any, g_state: Any, latents: list[jax.Array], key: jax.Array) -> Any:
     """`g_state` with every BN mean / var replaced by the average of the batch statistics that `params` produce
-    in train mode over `num_batches` batches of `batch_size` latents z ~ N(0, I) drawn from `key`.
+    in train mode on each batch of `latents` (a list of (B, z_dim) arrays); `key` feeds the models' RNG streams.
 
     Each BN layer updates `running = a * running + (1 - a) * batch` in train mode, with its own momentum a and its
-    own variance convention. Running one forward from zeroed statistics gives `(1 - a) * batch` and one from ones
-    gives `a + (1 - a) * batch`, so a, and then each batch statistic, are read off without knowing the layer. Train
-    mode normalises with batch statistics, so the running values never change the forward pass.
+    own variance convention. A forward from zeroed statistics gives `(1 - a) * batch` and one from ones gives
+    `a + (1 - a) * batch`, so a, and then each batch statistic, are read off without knowing the layer. Train mode
+    normalises with batch statistics, so the running values never change the forward pass.
     """
     def fill(value):
         return jax.tree_util.tree_map_with_path(
@@ -56,17 +55,27 @@ def standing_statistics(generator: Any, params: Any, g_state: Any, key: jax.Arra
         _, new_state = models.apply(generator, params, fill(base_value), z, train=True, key=key)
         return new_state
 
-    keys = jax.random.split(key, 2 * num_batches)
-    z = [jax.random.normal(keys[2 * i], (batch_size, z_dim), jnp.float32) for i in range(num_batches)]
-    from_zeros = [statistics_from(0.0, z[i], keys[2 * i + 1]) for i in range(num_batches)]
-    keep = jax.tree.map(lambda ones, zeros: ones - zeros, statistics_from(1.0, z[0], keys[1]), from_zeros[0])
-    mean_from_zeros = jax.tree.map(lambda *xs: sum(xs) / num_batches, *from_zeros)
+    keys = jax.random.split(key, len(latents))
+    from_zeros = [statistics_from(0.0, z, k) for z, k in zip(latents, keys)]
+    keep = jax.tree.map(lambda ones, zeros: ones - zeros, statistics_from(1.0, latents[0], keys[0]), from_zeros[0])
+    mean_from_zeros = jax.tree.map(lambda *xs: sum(xs) / len(xs), *from_zeros)
     standing = jax.tree.map(lambda m, a: m / (1.0 - a), mean_from_zeros, keep)
     return jax.tree_util.tree_map_with_path(lambda path, s, old: s if _is_bn_leaf(path) else old, standing, g_state)
 
 
+GENERATORS = ('auto', 'ema', 'raw')
+
+
 def uses_ema(config: ml_collections.ConfigDict, ema_params: Any) -> bool:
-    return config.train.ema_decay > 0 and bool(ema_params)
+    """Whether to sample with the EMA weights: `sample.generator` 'auto' (when train.ema_decay > 0), 'ema' or
+    'raw' (the trained weights, e.g. to compare)."""
+    choice = config.sample.get('generator', 'auto')
+    if choice not in GENERATORS:
+        raise ValueError(f'sample.generator={choice!r} is unknown; allowed: {", ".join(GENERATORS)}')
+    has_ema = config.train.ema_decay > 0 and bool(ema_params)
+    if choice == 'ema' and not has_ema:
+        raise ValueError('sample.generator=ema needs a run trained with train.ema_decay > 0')
+    return has_ema if choice == 'auto' else choice == 'ema'
 
 
 def statistics_mode(config: ml_collections.ConfigDict, ema: bool) -> str:
@@ -92,9 +101,11 @@ def sampling_variables(config: ml_collections.ConfigDict, generator: Any, state:
     mode = statistics_mode(config, ema) if has_batch_norm(state.g_state) else 'none'
     g_state = state.g_state
     if mode == 'standing':
-        g_state = standing_statistics(generator, params, state.g_state, key,
-                                      int(config.sample.get('standing_batches', 32)), int(config.train.batch_size),
-                                      int(config.model.z_dim))
+        latent_key, model_key = jax.random.split(key)
+        shape = (int(config.train.batch_size), int(config.model.z_dim))
+        latents = [jax.random.normal(k, shape, jnp.float32)
+                   for k in jax.random.split(latent_key, int(config.sample.get('standing_batches', 32)))]
+        g_state = standing_statistics(generator, params, state.g_state, latents, model_key)
     return params, g_state, {'generator': 'ema' if ema else 'g', 'bn_statistics': mode}
 
 

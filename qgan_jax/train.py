@@ -4,7 +4,8 @@ One training step (`make_train_step`) = `train.n_critic` discriminator updates, 
 generator update, as in the QSNGAN reference (decisions D9, quaternion_phc.md §12):
 
   for each critic iteration i:  z_i ~ N(0, I);  fake_i = G(z_i)  (train mode: G's BN statistics update once per
-                                iteration);  one D forward on concat([real_i, stop_gradient(fake_i)]);
+                                iteration; the quaternion real part set to the data's when
+                                data.fake_real_part='data');  one D forward on concat([real_i, stop_gradient(fake_i)]);
                                 L_D = loss + gp_weight * GP + r1_gamma / 2 * R1;  optimiser step on D
   generator update:             the last iteration's fake (its G forward's VJP is kept, so G does not run twice)
                                 through the freshly updated D (train mode: one more spectral-norm power
@@ -114,9 +115,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if config.eval.every_steps:
         evaluation.validate(config)
     sampling.statistics_mode(config, ema=False)
+    _require(config.sample.get('generator', 'auto') in sampling.GENERATORS,
+             f'sample.generator={config.sample.get("generator")!r} is unknown; allowed: '
+             f'{", ".join(sampling.GENERATORS)}')
     _require(config.sample.get('standing_batches', 1) >= 1,
              f'sample.standing_batches={config.sample.get("standing_batches")} must be >= 1')
     data.parse_source(config.data.source)
+    fake_real_part = config.data.get('fake_real_part', 'free')
+    _require(fake_real_part in data.FAKE_REAL_PARTS, f'data.fake_real_part={fake_real_part!r} is unknown; allowed: '
+             f'{", ".join(data.FAKE_REAL_PARTS)}')
 
 
 def check_data_matches_model(config: ml_collections.ConfigDict, image_shape: tuple[int, int, int]) -> None:
@@ -287,8 +294,11 @@ def make_train_step(config: ml_collections.ConfigDict, generator: Any, discrimin
         z = constrain(jax.random.normal(z_key, (batch_size, z_dim), jnp.float32))
         # The VJP keeps this forward's residuals for G's gradient, so the generator update (which reuses the
         # last iteration's fake, D9) needs no second G forward; unused VJPs are removed by XLA.
-        g_fake, g_vjp, new_g_state = jax.vjp(
-            lambda params: _apply(generator, params, g_state, z, train=True, key=g_key), g_params, has_aux=True)
+        def generate(params):
+            images, state = _apply(generator, params, g_state, z, train=True, key=g_key)
+            return data.project_fakes(images, data_config), state
+
+        g_fake, g_vjp, new_g_state = jax.vjp(generate, g_params, has_aux=True)
         fake = jax.lax.stop_gradient(constrain(g_fake)).astype(real.dtype)
 
         def d_objective(params):
@@ -553,7 +563,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             grid = observability.save_grid(images, observability.sample_grid_path(workdir, step))
             writer.write_images(step, {'samples': grid[None]})
 
-    def evaluate(step: int, state: GANState, variables: tuple[Any, Any, dict]) -> None:
+    def evaluate_now(step: int, state: GANState, variables: tuple[Any, Any, dict]) -> None:
         params, g_state, description = variables
 
         def sample_fn(index: int, count: int) -> np.ndarray:
@@ -626,7 +636,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                 if sample_now:
                     write_samples(step, variables)
                 if eval_now:
-                    evaluate(step, state, variables)
+                    evaluate_now(step, state, variables)
             if save_now or sample_now or eval_now:
                 throughput.reset(step)  # Time outside training steps is not throughput.
             if stopping:
@@ -649,15 +659,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
 # Sampling from a trained run.
 
 
-def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pathlib.Path:
-    """Writes `<workdir>/samples.npz` (`image`: uint8 (sample.num_images, H, W, 3 or 1) NHWC, RGB) and
-    `<workdir>/samples.png` (a grid of the first 100) from the latest checkpoint, with the EMA generator when
-    train.ema_decay > 0 and the BN statistics of `sample.bn_statistics` (the same path as the training grids and
-    in-loop metrics). Latents come from train.seed, so the output is reproducible. Returns the .npz path."""
-    validate_config(config)
-    config = resolve_config(config)
+def restore_latest(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+                   mesh: jax.sharding.Mesh) -> tuple[GANState, int, Any]:
+    """(state, step, generator) of the latest checkpoint in `workdir` (a resolved config); one-line errors when
+    there is none."""
     workdir = pathlib.Path(workdir).expanduser()
-    observability.quiet_library_logs()
     directory = checkpointing.checkpoint_dir(workdir)
     if not directory.is_dir():
         raise FileNotFoundError(f'workdir={str(workdir)!r} has no checkpoints/ directory; train first with '
@@ -667,13 +673,26 @@ def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pat
     if latest is None:
         raise FileNotFoundError(f'workdir={str(workdir)!r} has no complete checkpoint in {directory}; train first '
                                 'with --mode=train')
-    mesh = parallel.make_mesh()
     generator, discriminator = build_models(config)
     g_tx, d_tx = make_optimizers(config)
     image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
     state = checkpointer.restore(abstract_state(config, generator, discriminator, g_tx, d_tx, image_shape,
                                                 parallel.replicated(mesh)), latest)
     checkpointer.close()
+    return state, latest, generator
+
+
+def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pathlib.Path:
+    """Writes `<workdir>/samples.npz` (`image`: uint8 (sample.num_images, H, W, 3 or 1) NHWC, RGB) and
+    `<workdir>/samples.png` (a grid of the first 100) from the latest checkpoint, with the EMA generator when
+    train.ema_decay > 0 and the BN statistics of `sample.bn_statistics` (the same path as the training grids and
+    in-loop metrics). Latents come from train.seed, so the output is reproducible. Returns the .npz path."""
+    validate_config(config)
+    config = resolve_config(config)
+    workdir = pathlib.Path(workdir).expanduser()
+    observability.quiet_library_logs()
+    mesh = parallel.make_mesh()
+    state, latest, generator = restore_latest(config, workdir, mesh)
     latents = np.asarray(jax.random.normal(jax.random.fold_in(base_key(config), _SAMPLE_STREAM),
                                            (config.sample.num_images, config.model.z_dim), jnp.float32))
     params, g_state, description = sampling_variables(config, generator, state)
@@ -688,3 +707,34 @@ def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pat
         logging.info('Wrote %d samples from checkpoint %d (generator %s, BN statistics %s) to %s.', len(images),
                      latest, description['generator'], description['bn_statistics'], out)
     return out
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
+             evaluator: evaluation.Evaluator | None = None) -> dict[str, Any]:
+    """Evaluates the latest checkpoint of `workdir` with `config.eval` (network, metrics, eval.num_images, reference)
+    on the sampling path of grids and --mode=sample; writes `<workdir>/evaluation.json` and returns its record
+    {'step', **metrics, 'protocol'}. `evaluator` (optional) reuses loaded networks and reference features."""
+    validate_config(config)
+    config = resolve_config(config)
+    evaluation.validate(config)
+    workdir = pathlib.Path(workdir).expanduser()
+    observability.quiet_library_logs()
+    mesh = parallel.make_mesh()
+    state, latest, generator = restore_latest(config, workdir, mesh)
+    if evaluator is None:
+        train_images = None if config.eval.get('reference', '') else data.load_array(config.data)
+        evaluator = evaluation.Evaluator.from_config(config, train_images)
+    params, g_state, description = sampling_variables(config, generator, state)
+    generate = make_generate(generator, mesh, matmul_precision=config.model.get('matmul_precision', 'default'))
+
+    def sample_fn(index: int, count: int) -> np.ndarray:
+        key = jax.random.fold_in(jax.random.fold_in(base_key(config), _EVAL_STREAM), index)
+        z = np.asarray(jax.random.normal(key, (count, config.model.z_dim), jnp.float32))
+        return generate_images(generate, params, g_state, z, mesh, count, config.data)
+
+    scalars, protocol = evaluator(sample_fn)
+    record = {'step': latest, **scalars, 'protocol': {**protocol, **description}}
+    if jax.process_index() == 0:
+        observability.write_json(record, workdir / 'evaluation.json')
+        logging.info('Checkpoint %d: %s', latest, ', '.join(f'{k} {v:.4g}' for k, v in scalars.items()))
+    return record

@@ -5,9 +5,10 @@
 
 Trains only on `--train` (the 10,000-image stratified training subset); `--test` (the test split) is used once, at
 the end, to report accuracy, which is stored in the asset's metadata. Recipe: `metrics.classifier.CifarClassifier`
-(width 32), random crops (reflect padding 4), horizontal flips and 8x8 cutout, label smoothing 0.2, SGD with
-Nesterov momentum 0.9, weight decay 5e-4, batch 128, a one-cycle learning-rate schedule peaking at 0.2; all
-randomness from `--seed`. Prints the loss and the time every epoch; writes float16 weights (about 3 MB).
+(width 16: 413k parameters, 128 features), random crops (reflect padding 4), horizontal flips and 8x8 cutout,
+label smoothing 0.2, SGD with Nesterov momentum 0.9, weight decay 5e-4, batch 128, 30 epochs of a one-cycle
+learning-rate schedule peaking at 0.2; all randomness from `--seed`. Prints the loss and the time every epoch and
+writes float16 weights (0.8 MB). Measured: 17 minutes on a 2-core CPU, test accuracy 80.7 %.
 """
 
 from __future__ import annotations
@@ -61,8 +62,8 @@ def main(argv=None) -> int:
     parser.add_argument("--train", default=str(_REPO_ROOT.parent / "shared/data/cifar10/cifar10_train10k.npz"))
     parser.add_argument("--test", default=str(_REPO_ROOT.parent / "shared/data/cifar10/cifar10_test.npz"))
     parser.add_argument("--out", default=str(_REPO_ROOT / "qgan_jax/assets" / classifier.ASSET))
-    parser.add_argument("--width", type=int, default=32)
-    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--width", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--lr", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)

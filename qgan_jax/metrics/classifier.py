@@ -2,7 +2,8 @@
 
 Its penultimate features (global max pool of the last block, (N, FEATURE_DIM)) give a Fréchet distance we call FCD:
 classifier features, *not* comparable to published FID (which needs the Inception of ``metrics.inception``). The
-weights ship in the package (``assets/cifar10_classifier.npz``, float16, < 5 MB), so FCD needs no download; they are
+weights ship in the package (``assets/cifar10_classifier.npz``, float16, 0.8 MB; width 16, 128 features, 80.7 % test
+accuracy), so FCD needs no download; they are
 rebuilt by ``python tools/train_cifar10_classifier.py`` (see that script for the recipe and the measured accuracy).
 
 Network (NHWC; a narrow ResNet-9 in the style of Page's DAWNBench entry): conv-BN-ReLU(w) ->
@@ -54,7 +55,7 @@ class _Residual(nn.Module):
 
 class CifarClassifier(nn.Module):
     """float images (N, 32, 32, 3), normalised -> {'features': (N, 8 * width), 'logits': (N, 10)}."""
-    width: int = 32
+    width: int = 16
 
     @nn.compact
     def __call__(self, x, train: bool = False):
