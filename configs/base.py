@@ -27,6 +27,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.d_width = 128            # Discriminator base width (sngan: times d_multipliers; dcgan: ndf).
     config.model.d_multipliers = (1, 1, 1, 1)  # sngan: widths of the D blocks, in d_width units.
     config.model.d_downsamples = 2        # sngan: the first k D blocks pool (zero-padded 2x2 mean, D7).
+    config.model.d_pool = "padded"        # sngan D pooling: padded (the reference's zero-padded 2x2 mean, D7) |
+                                          # plain (2x2 mean without padding; same parameters).
     config.model.d_head_bias = False      # sngan: bias of the real D head (False at 32 px, True at 128 px).
     config.model.batch_norm = True        # BN (QBN for quaternion) in G (and in D for dcgan).
     config.model.spectral_norm = True     # Spectral norm (D4) on every D layer.
@@ -66,6 +68,8 @@ def get_config() -> ml_collections.ConfigDict:
     # --- Training ----------------------------------------------------------------------------------
     config.train = ml_collections.ConfigDict()
     config.train.num_steps = 10_000       # Generator updates.
+    config.train.time_budget_minutes = 0.0  # Also stop (with the final step's outputs) after this much training
+                                          # time, compilation and outputs excluded; 0 = off; single-process only.
     config.train.batch_size = 64          # Global batch size (split over every device of every host).
     config.train.n_critic = 5             # Discriminator updates (each on a new real batch) per G update.
     config.train.seed = 0                 # Seeds parameters, latents and data order.
@@ -93,8 +97,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.eval.every_steps = 0           # Steps between in-loop evaluations (0 = off); also at the final step.
     config.eval.network = "inception"     # Feature network: inception (FID, comparable to papers) | classifier
                                           # (our CIFAR-10 classifier, offline: FCD, not comparable to FID).
-    config.eval.metrics = ("fd", "is", "kid", "prdc")  # fd (FID / FCD) | is (inception only) | kid |
-                                          # prdc (precision, recall, density, coverage) | classes (classifier).
+    config.eval.metrics = ()              # Any of fd (FID / FCD), is (inception only), kid, prdc (precision,
+                                          # recall, density, coverage), classes (classifier only); () = all that
+                                          # the network supports.
     config.eval.num_images = 10_000       # Generated images per evaluation.
     config.eval.reference = ""            # Reference set as a data source ('' = the training data).
     config.eval.reference_num_images = 0  # Use a fixed random subset of this many reference images (0 = all).

@@ -11,7 +11,7 @@ with those of a reference set:
                         `classes_covered` / `class_max_share` (how the generated images spread over its 10 classes);
 
 and, with either network, KID (`metrics.kid`) and precision / recall / density / coverage (`metrics.prdc`, k = 3).
-`eval.metrics` picks among 'fd', 'is', 'kid', 'prdc', 'classes'. Every result comes with its protocol: network,
+`eval.metrics` picks among 'fd', 'is', 'kid', 'prdc', 'classes' (empty: all that the network supports). Every result comes with its protocol: network,
 weights, number of generated and reference images, and the reference set.
 """
 
@@ -31,6 +31,7 @@ from qgan_jax.metrics import fid, kid, prdc
 
 NETWORKS = ('inception', 'classifier')
 METRICS = ('fd', 'is', 'kid', 'prdc', 'classes')
+DEFAULT_METRICS = {'inception': ('fd', 'is', 'kid', 'prdc'), 'classifier': ('fd', 'kid', 'prdc', 'classes')}
 # eval.best_metric -> (scalar name, 'min' | 'max'); 'fd' is the network's Fréchet distance (fid or fcd).
 BEST_METRICS = {'fd': (None, 'min'), 'kid': ('kid_mean', 'min'), 'is': ('is_mean', 'max'),
                 'precision': ('precision', 'max'), 'recall': ('recall', 'max'), 'density': ('density', 'max'),
@@ -44,24 +45,30 @@ def fd_name(network: str) -> str:
     return 'fid' if network == 'inception' else 'fcd'
 
 
+def metrics_of(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+    """`eval.metrics`, or when empty every metric the network supports (DEFAULT_METRICS)."""
+    return tuple(config.eval.get('metrics', ())) or DEFAULT_METRICS[config.eval.get('network', 'inception')]
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises a one-line ValueError for a bad `eval` field."""
     ev = config.eval
     network = ev.get('network', 'inception')
     if network not in NETWORKS:
         raise ValueError(f'eval.network={network!r} is unknown; allowed: {", ".join(NETWORKS)}')
-    unknown = [m for m in ev.get('metrics', METRICS) if m not in METRICS]
+    metrics = metrics_of(config)
+    unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise ValueError(f'eval.metrics has unknown entries {unknown}; allowed: {", ".join(METRICS)}')
-    if 'is' in ev.get('metrics', ()) and network != 'inception':
+    if 'is' in metrics and network != 'inception':
         raise ValueError("eval.metrics 'is' (Inception Score) needs eval.network='inception'")
-    if 'classes' in ev.get('metrics', ()) and network != 'classifier':
+    if 'classes' in metrics and network != 'classifier':
         raise ValueError("eval.metrics 'classes' needs eval.network='classifier'")
     best = ev.get('best_metric', '')
     if best and best not in BEST_METRICS:
         raise ValueError(f'eval.best_metric={best!r} is unknown; allowed: {", ".join(BEST_METRICS)} or "" (off)')
-    if best and BEST_METRICS[best][0] and not _metric_enabled(ev, best):
-        raise ValueError(f'eval.best_metric={best!r} is not among eval.metrics={tuple(ev.metrics)}')
+    if best and not _metric_enabled(metrics, best):
+        raise ValueError(f'eval.best_metric={best!r} is not among eval.metrics={metrics}')
     if ev.num_images < MIN_IMAGES[network]:
         raise ValueError(f'eval.num_images={ev.num_images} must be >= {MIN_IMAGES[network]} for a full-rank '
                          f'{network} feature covariance (or set eval.every_steps=0)')
@@ -69,10 +76,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         data.parse_source(ev.reference)
 
 
-def _metric_enabled(ev, best: str) -> bool:
+def _metric_enabled(metrics: tuple[str, ...], best: str) -> bool:
     group = {'kid': 'kid', 'is': 'is', 'precision': 'prdc', 'recall': 'prdc', 'density': 'prdc',
              'coverage': 'prdc', 'fd': 'fd'}[best]
-    return group in ev.get('metrics', METRICS)
+    return group in metrics
 
 
 def load_network(config: ml_collections.ConfigDict, context: str = 'eval.network=inception') -> Any:
@@ -145,11 +152,12 @@ def reference_features(network: Any, images: np.ndarray, batch_size: int, descri
 
 def load_reference_images(config: ml_collections.ConfigDict, train_images: np.ndarray | None) -> tuple[np.ndarray, str]:
     """(uint8 NHWC images, description) of `eval.reference` ('' = the training data), at most
-    `eval.reference_num_images` of them (a fixed random subset; 0 = all)."""
+    `eval.reference_num_images` of them (a fixed random subset; 0 = all). A reference source gets the training
+    data's class filter and image geometry (a frogs-only run is compared with frogs)."""
     source = config.eval.get('reference', '')
     if source:
         reference_config = data.default_config()
-        for field in ('image_size', 'center_crop', 'resize_method', 'channels', 'tfds_data_dir'):
+        for field in ('image_size', 'center_crop', 'resize_method', 'channels', 'classes', 'tfds_data_dir'):
             reference_config[field] = config.data.get(field, reference_config[field])
         reference_config.source = source
         images = data.load_array(reference_config)
@@ -191,7 +199,7 @@ class Evaluator:
         return cls(network=network, network_name=config.eval.get('network', 'inception'),
                    reference=reference_features(network, _rgb(images), batch_size, description),
                    reference_description=description, num_images=int(config.eval.num_images),
-                   batch_size=batch_size, metrics=tuple(config.eval.get('metrics', METRICS)),
+                   batch_size=batch_size, metrics=metrics_of(config),
                    prdc_max_reference=int(config.eval.get('prdc_max_reference', 10_000)))
 
     def protocol(self) -> dict[str, Any]:
@@ -215,11 +223,11 @@ class Evaluator:
 
     def scores(self, generated: dict[str, np.ndarray]) -> dict[str, float]:
         """The metrics of generated features / logits ({'features': (M, D), 'logits': (M, C)})."""
-        features, out = generated['features'], {}
+        features, out = generated['features'].astype(np.float64), {}
         if 'fd' in self.metrics:
+            reference = self.reference.astype(np.float64)
             out[fd_name(self.network_name)] = fid.frechet_distance(
-                features.mean(0), np.cov(features, rowvar=False), self.reference.mean(0),
-                np.cov(self.reference, rowvar=False))
+                features.mean(0), np.cov(features, rowvar=False), reference.mean(0), np.cov(reference, rowvar=False))
         if 'is' in self.metrics:
             out['is_mean'], out['is_std'] = fid.inception_score(generated['logits'])
         if 'kid' in self.metrics:

@@ -89,6 +89,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _require(train.n_critic >= 1, f'train.n_critic={train.n_critic} must be >= 1')
     _require(train.seed >= 0, f'train.seed={train.seed} must be >= 0')
     _require(train.log_every >= 1, f'train.log_every={train.log_every} must be >= 1')
+    budget = train.get('time_budget_minutes', 0.0)
+    _require(budget >= 0, f'train.time_budget_minutes={budget} must be >= 0 (0 = off)')
+    _require(not budget or jax.process_count() == 1, 'train.time_budget_minutes needs a single-process run (hosts '
+             'would stop at different steps); use train.num_steps')
     _require(0.0 <= train.ema_decay < 1.0, f'train.ema_decay={train.ema_decay} must lie in [0, 1) (0 = off)')
     _require(config.checkpoint.every_steps >= 0,
              f'checkpoint.every_steps={config.checkpoint.every_steps} must be >= 0 (0 = only the final step)')
@@ -563,7 +567,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             grid = observability.save_grid(images, observability.sample_grid_path(workdir, step))
             writer.write_images(step, {'samples': grid[None]})
 
-    def evaluate_now(step: int, state: GANState, variables: tuple[Any, Any, dict]) -> None:
+    def evaluate_now(step: int, state: GANState, variables: tuple[Any, Any, dict], train_seconds: float) -> None:
         params, g_state, description = variables
 
         def sample_fn(index: int, count: int) -> np.ndarray:
@@ -572,7 +576,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
             return generate_images(generate, params, g_state, z, mesh, count, config.data)
 
         scalars, protocol = evaluator(sample_fn)
-        writer.write_evaluation(step, scalars, {**protocol, **description})
+        writer.write_evaluation(step, {**scalars, 'train_seconds': train_seconds}, {**protocol, **description})
         if best_checkpointer is not None and best_checkpointer.save(step, state, scalars[best[0]]):
             logging.info('Best %s so far (%.4g) at step %d: kept in %s.', best[0], scalars[best[0]], step,
                          best_checkpointer.directory)
@@ -601,7 +605,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                  config.train.n_critic)
     try:
         batch = parallel.global_batch(_host_batch(source, step, config), mesh, batch_axis=1)
-        compile_start = time.perf_counter()
+        compile_start = segment_start = time.perf_counter()
+        train_seconds = 0.0  # Wall time of this process's training steps: compilation and outputs excluded.
+        time_budget = 60.0 * float(config.train.get('time_budget_minutes', 0.0))
         while step < num_steps:
             state, metrics = train_step(state, batch)
             step += 1
@@ -612,8 +618,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                 jax.block_until_ready(metrics)
                 logging.info('First step (compilation included) took %.1f s.', time.perf_counter() - compile_start)
                 throughput.reset(step)
+                segment_start = time.perf_counter()
             stopping = stop.signal_name is not None or checkpointer.reached_preemption(step)
-            final = step == num_steps
+            out_of_time = bool(time_budget) and train_seconds + time.perf_counter() - segment_start >= time_budget
+            final = step == num_steps or out_of_time
             log_now = _due(config.train.log_every, step) or final or stopping or step == start_step + 1
             save_now = _due(config.checkpoint.every_steps, step) or final or stopping
             sample_now = _due(config.sample.every_steps, step) or final
@@ -622,11 +630,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                 continue
             history = [(int(s), {k: float(v) for k, v in m.items()}) for s, m in parallel.to_host(pending)]
             pending.clear()
+            train_seconds += time.perf_counter() - segment_start
             _check_finite(history, checkpointer)
             if log_now:
                 steps_per_sec, eta = throughput.measure(step)
                 scalars = dict(history[-1][1])
-                scalars.update(steps_per_sec=steps_per_sec, images_per_sec=steps_per_sec * images_per_step)
+                scalars.update(steps_per_sec=steps_per_sec, images_per_sec=steps_per_sec * images_per_step,
+                               train_seconds=train_seconds)
                 writer.write_scalars(step, scalars)
                 logging.info('%s', observability.progress_line(step, num_steps, scalars, steps_per_sec, eta))
             if save_now:
@@ -636,12 +646,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                 if sample_now:
                     write_samples(step, variables)
                 if eval_now:
-                    evaluate_now(step, state, variables)
+                    evaluate_now(step, state, variables, train_seconds)
             if save_now or sample_now or eval_now:
                 throughput.reset(step)  # Time outside training steps is not throughput.
+            segment_start = time.perf_counter()
             if stopping:
                 logging.warning('Stopped at step %d (%s); checkpoint saved in %s.', step,
                                 stop.signal_name or 'preemption notice', checkpointer.directory)
+                break
+            if out_of_time:
+                logging.info('Time budget of %g training minutes reached at step %d; outputs in %s.',
+                             config.train.time_budget_minutes, step, workdir)
                 break
         else:
             logging.info('Training finished at step %d; outputs in %s.', step, workdir)

@@ -47,6 +47,8 @@ def _layers(model: Any) -> common.Layers:
 
 def _build_sngan(model: Any) -> tuple[nn.Module, nn.Module]:
     layers = _layers(model)
+    if model.get("d_pool", "padded") not in common.D_POOLS:
+        raise ValueError(f"model.d_pool = {model.d_pool!r} is unknown; allowed: {', '.join(common.D_POOLS)}.")
     expected = 4 * 2 ** (len(model.g_multipliers) - 1)
     if expected != model.resolution:
         raise ValueError(f"sngan: model.g_multipliers has {len(model.g_multipliers)} entries, which "
@@ -57,7 +59,8 @@ def _build_sngan(model: Any) -> tuple[nn.Module, nn.Module]:
                                         multipliers=tuple(model.d_multipliers),
                                         downsamples=model.d_downsamples,
                                         spectral_norm=model.spectral_norm,
-                                        head_bias=model.d_head_bias)
+                                        head_bias=model.d_head_bias,
+                                        pool=model.get("d_pool", "padded"))
     return generator, discriminator
 
 

@@ -113,6 +113,14 @@ def avg_pool_padded(x: Array) -> Array:
     return nn.avg_pool(x, (2, 2), strides=(2, 2), padding=((1, 1), (1, 1)), count_include_pad=True)
 
 
+def avg_pool(x: Array) -> Array:
+    """2x2 mean, stride 2, no padding: H -> H//2 (every output sees four image pixels, borders included)."""
+    return nn.avg_pool(x, (2, 2), strides=(2, 2))
+
+
+D_POOLS = {"padded": avg_pool_padded, "plain": avg_pool}
+
+
 def check_width(owner: str, what: str, width: int, layers: Layers) -> None:
     if width % layers.multiple:
         raise ValueError(f"{owner}: {what} = {width} must be a multiple of {layers.multiple} for "

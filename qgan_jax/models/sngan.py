@@ -59,11 +59,12 @@ class ResidualD(nn.Module):
     down_sampling: bool = True
     first: bool = False
     spectral_norm: bool = True
+    pool: str = "padded"
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
         lay, cin, sn = self.layers, x.shape[-1], self.spectral_norm
-        pool = common.avg_pool_padded
+        pool = common.D_POOLS[self.pool]
         if self.first:
             h = nn.relu(lay.conv(self.features, (3, 3), padding=1, spectral_norm=sn, name="conv1")(x, train))
             h = pool(lay.conv(self.features, (3, 3), padding=1, spectral_norm=sn, name="conv2")(h, train))
@@ -111,7 +112,8 @@ class Discriminator(nn.Module):
     """images (N, R, R, channels) -> logits (N,).
 
     Widths ``width * multipliers[i]`` per block; the first ``downsamples`` blocks pool (the first
-    block always does).
+    block always does): ``pool`` 'padded' is the reference's zero-padded 2x2 mean (D7), 'plain' a 2x2 mean without
+    padding (same parameters).
     """
     layers: common.Layers
     width: int = 128
@@ -119,6 +121,7 @@ class Discriminator(nn.Module):
     downsamples: int = 2
     spectral_norm: bool = True
     head_bias: bool = False
+    pool: str = "padded"
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
@@ -128,7 +131,7 @@ class Discriminator(nn.Module):
             w = self.width * m
             common.check_width("sngan discriminator", "width", w, lay)
             h = ResidualD(lay, w, down_sampling=i < self.downsamples, first=i == 0,
-                          spectral_norm=self.spectral_norm, name=f"re{i + 1}")(h, train)
+                          spectral_norm=self.spectral_norm, pool=self.pool, name=f"re{i + 1}")(h, train)
         h = jnp.sum(nn.relu(h), axis=(1, 2))
         logits = lay.real_dense(1, bias=self.head_bias, spectral_norm=self.spectral_norm,
                                 name="fully_connect_gan2")(h, train)
