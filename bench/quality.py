@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import pathlib
+import re
 import shutil
 import sys
 import time
@@ -47,10 +48,11 @@ FINAL_SAMPLES = 1000  # --mode=sample images per run: the grid shows 100, all of
 
 
 def parse_spec(spec: str) -> tuple[str, list[str], str]:
-    """'configs/x.py[:a.b=1[:c=d]]' -> (path, overrides, label)."""
+    """'configs/x.py[:a.b=1[:c=d]]' -> (path, overrides, label); the label names directories and files, so it
+    keeps only letters, digits and . _ + = - (Orbax's checkpoint paths cannot hold glob characters such as [ ])."""
     path, *overrides = spec.split(':')
     label = pathlib.Path(path).stem + ''.join(f'+{o}' for o in overrides)
-    return path, overrides, label
+    return path, overrides, re.sub(r'[^A-Za-z0-9._+=-]', '', label)
 
 
 def _source_path(source: str) -> pathlib.Path | None:

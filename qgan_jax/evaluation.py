@@ -113,7 +113,7 @@ def extract_features(network: Any, batches: Iterable[np.ndarray], batch_size: in
         features.append(np.asarray(out[feature_key], np.float32)[:n])
         logits.append(np.asarray(out[logit_key], np.float32)[:n])
 
-    fid._run_features(network, (_rgb(b) for b in batches), batch_size, on_batch)  # noqa: SLF001
+    fid.run_features(network, (_rgb(b) for b in batches), batch_size, on_batch)
     return {'features': np.concatenate(features), 'logits': np.concatenate(logits)}
 
 

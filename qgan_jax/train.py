@@ -148,6 +148,10 @@ def check_data_matches_model(config: ml_collections.ConfigDict, image_shape: tup
 def prepare_workdir(workdir: str | os.PathLike) -> pathlib.Path:
     """Creates `workdir` and checks that it is writable; raises a one-line error otherwise."""
     path = pathlib.Path(workdir).expanduser()
+    glob_characters = sorted(set('[]*?') & set(str(path.absolute())))
+    if glob_characters:  # Orbax finds a checkpoint's parts by globbing its path.
+        raise ValueError(f'workdir={str(workdir)!r} contains {" ".join(glob_characters)}, which checkpoint paths '
+                         'cannot hold; choose a --workdir without [ ] * ?')
     try:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):  # Unique per process, even on a workdir shared by hosts.

@@ -359,6 +359,8 @@ def test_model_data_mismatch_and_missing_data_and_unwritable_workdir(tmp_path):
         train.train_and_evaluate(tiny_config(), blocker / 'run')
     with pytest.raises(FileNotFoundError, match='has no checkpoints/ directory; train first'):
         train.sample(tiny_config(), tmp_path / 'empty')
+    with pytest.raises(ValueError, match=r"workdir='.*run\[6\]' contains \[ \], which checkpoint paths cannot hold"):
+        train.train_and_evaluate(tiny_config(), tmp_path / 'run[6]')
 
 
 def test_in_loop_fid_without_inception_weights_fails_at_start_naming_the_fields_to_set(tmp_path, monkeypatch):

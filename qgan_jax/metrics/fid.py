@@ -207,9 +207,10 @@ def _batches_of(images, batch_size: int) -> Iterator[np.ndarray]:
         yield images[i:i + batch_size]
 
 
-def _run_features(inception, batches: Iterable, batch_size: int, on_batch: Callable[[dict, int], None]) -> int:
-    """Feed uint8 batches (<= batch_size rows, zero-padded to it so the network compiles once) to
-    ``inception``; ``on_batch(outputs, n)`` sees the first n rows. One batch stays in flight."""
+def run_features(network, batches: Iterable, batch_size: int, on_batch: Callable[[dict, int], None]) -> int:
+    """Feed uint8 batches (<= batch_size rows, zero-padded to it so the network compiles once) to a feature
+    ``network`` (the Inception, or the classifier of ``metrics.classifier``); ``on_batch(outputs, n)`` sees the
+    first n rows. One batch stays in flight."""
     pending = None
     total = 0
     for batch in batches:
@@ -226,7 +227,7 @@ def _run_features(inception, batches: Iterable, batch_size: int, on_batch: Calla
                 import jax.numpy as jnp
 
                 batch = jnp.pad(batch, widths)
-        out = inception(batch)  # dispatched asynchronously
+        out = network(batch)  # dispatched asynchronously
         if pending is not None:
             on_batch(*pending)
         pending = (out, n)
@@ -251,7 +252,7 @@ def extract_statistics(inception, batches: Iterable, *, batch_size: int, num_ima
         if is_acc is not None:
             is_acc.update(np.asarray(out[key])[:n])
 
-    total = _run_features(inception, batches, batch_size, on_batch)
+    total = run_features(inception, batches, batch_size, on_batch)
     if num_images is not None and total != num_images:
         raise ValueError(f"expected num_images {num_images} images, the batches held {total}")
     stats = Statistics(acc.mean, acc.cov, acc.count, {"protocol": _protocol(), "weights_sha256": _weights_id(inception)})
