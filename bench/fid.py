@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import pathlib
 import sys
 import time
@@ -64,7 +65,9 @@ def main():
     parser.add_argument("--weights", default=None, help="pt_inception .pth (default: cache / download)")
     parser.add_argument("--random_weights", action="store_true", help="seeded random Inception weights")
     parser.add_argument("--precision", default="highest", choices=("highest", "default"))
+    parser.add_argument("--json", default="", help="also write the results to this JSON file")
     args = parser.parse_args()
+    rows = []
     precision = None if args.precision == "default" else "highest"
     net = (random_inception(precision) if args.random_weights
            else inception.load_inception(args.weights, precision=precision))
@@ -80,6 +83,8 @@ def main():
             reps += 1
         seconds = (time.perf_counter() - start) / reps
         print(f"features  batch {batch:5d}: {batch / seconds:10.1f} images/s ({seconds * 1e3:.1f} ms/batch)")
+        rows.append({"item": "fid_features", "batch": batch, "size": args.size, "precision": args.precision,
+                     "feature_images_per_sec": batch / seconds, "random_weights": args.random_weights})
 
     config = models.resolve(load_config(args.config))
     generator, _ = models.build(config)
@@ -100,6 +105,10 @@ def main():
     seconds = time.perf_counter() - start
     print(f"full FID of {args.num_images} generated images ({config.model.name}, batch {batch}): {seconds:.1f} s "
           f"(FID {record['fid']:.2f} against random statistics)")
+    rows.append({"item": "full_fid", "num_images": args.num_images, "batch": batch, "precision": args.precision,
+                 "full_fid_seconds": seconds})
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":

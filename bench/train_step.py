@@ -4,6 +4,7 @@
     python bench/train_step.py --batch=64,256 --sample_batch=1000 --json=bench.json
     python bench/train_step.py --configs=configs/qdcgan_celeba64.py,configs/dcgan_celeba64.py
     python bench/train_step.py --largest_batch=8192                # also: the largest batch that fits, per config
+    python bench/train_step.py --configs=configs/qsngan_cifar10.py:model.dtype=bfloat16   # path:field=value overrides
 
 One iteration = `train.make_train_step` with `--n_critic` discriminator updates (default 1: one D step on a real
 batch, then the G step, the reference's iteration with crit_iter = 1) on a synthetic uint8 batch already on the
@@ -18,7 +19,6 @@ on: quaternion / real, GIU / baseline), and eval-mode sampling throughput at `--
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import pathlib
@@ -32,16 +32,29 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import configs  # noqa: E402
 from qgan_jax import data, parallel, summary, train  # noqa: E402
 
 DEFAULT_CONFIGS = 'configs/qsngan_cifar10.py,configs/sngan_cifar10.py'
 
 
-def load_config(path: str):
-    spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, ROOT / path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config()
+def load_config(spec: str):
+    """The config of `path[:field=value[:field=value ...]]` (overrides as main.py's --config.field=value)."""
+    path, *assignments = spec.split(':')
+    config = configs.load(path)
+    for assignment in assignments:
+        configs.override(config, assignment)
+    return config
+
+
+def peak_memory_bytes() -> int | None:
+    """Peak bytes in use on the first local device since the process started (None where not reported)."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    return stats.get('peak_bytes_in_use')
+
+
+def precision_of(config) -> str:
+    return f'{config.model.get("dtype", "float32")}/{config.model.get("matmul_precision", "default")}'
 
 
 def _time(fn, repeats: int, min_seconds: float) -> float:
@@ -113,7 +126,8 @@ def bench_config(path: str, batch_size: int, n_critic: int, repeats: int, min_se
         'steps_per_sec': 1.0 / seconds, 'images_per_sec': batch_size * n_critic / seconds,
         'flops_per_iter': flops, 'achieved_tflops': flops / seconds / 1e12, 'compile_s': compile_seconds,
         'input_ms': 1e3 * input_seconds, 'resident_input_ms': 1e3 * resident_seconds,
-        'hours_per_1m_iters': seconds * 1e6 / 3600.0,
+        'hours_per_1m_iters': seconds * 1e6 / 3600.0, 'precision': precision_of(config),
+        'peak_memory_bytes': peak_memory_bytes(),
     }
 
 
@@ -155,6 +169,7 @@ def bench_sampling(path: str, batch_size: int, repeats: int, min_seconds: float,
     jax.block_until_ready(generate(params, g_state, z))
     seconds = _time(lambda: jax.block_until_ready(generate(params, g_state, z)), repeats, min_seconds)
     return {'config': path, 'algebra': config.model.algebra, 'sample_batch': batch_size,
+            'precision': precision_of(config),
             'sample_ms': 1e3 * seconds, 'sample_images_per_sec': batch_size / seconds}
 
 
