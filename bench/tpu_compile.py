@@ -1,0 +1,128 @@
+"""Compiles every config's training step for Cloud TPU slices ahead of time, on a machine without a TPU.
+
+    pip install --no-deps --target /tmp/libtpu "libtpu==0.0.42.*"     # the libtpu of jax[tpu] at jax 0.10.x
+    PYTHONPATH=/tmp/libtpu python bench/tpu_compile.py [--slices=v5e:2x2,v5e:2x4,v4:2x2x2,v6e:4x4] \
+        [--configs=A,B] [--json=out.json]
+
+For each slice, `jax.experimental.topologies` gives its devices (all hosts' chips) and the trainer's own step
+(`train.jit_train_step` over `parallel.make_mesh(devices)`: replicated, donated state; batch sharded on `data`) is
+lowered on abstract inputs and compiled for that TPU. Reports per chip: XLA's memory analysis (arguments, outputs,
+temporaries, generated code) against the chip's HBM, XLA's FLOPs and its time estimate per iteration
+(`optimal_seconds`, an estimate, not a measurement; n/a where XLA gives none), and whether the paper batch fits. A failure to compile or to
+fit is printed as a finding, and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault('TPU_WORKER_HOSTNAMES', 'localhost')  # No TPU VM metadata here: one local worker.
+
+import jax  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import configs  # noqa: E402
+from qgan_jax import parallel, train  # noqa: E402
+
+HBM_GIB = {'v4': 32, 'v5e': 16, 'v5p': 95, 'v6e': 32}
+DEFAULT_SLICES = 'v5e:2x2,v5e:2x4,v4:2x2x2,v6e:4x4'
+DEFAULT_CONFIGS = ','.join(f'configs/{name}.py' for name in (
+    'qsngan_cifar10', 'sngan_cifar10', 'phc_sngan_cifar10', 'qsngan_celebahq128', 'sngan_celebahq128',
+    'qdcgan_celeba64', 'dcgan_celeba64', 'giu_cifar10', 'giu_baseline_cifar10', 'factorised_cifar10',
+    'gansformer_cifar10', 'gansformer_ffhq'))
+
+
+def load(spec: str):
+    path, *assignments = spec.split(':')
+    config = configs.load(path)
+    for assignment in assignments:
+        configs.override(config, assignment)
+    return train.resolve_config(config)
+
+
+def compile_step(config, devices) -> dict:
+    """Compiles `config`'s training step for `devices`; returns memory, FLOPs and XLA's time estimate."""
+    mesh = parallel.make_mesh(devices)
+    generator, discriminator = train.build_models(config)
+    g_tx, d_tx = train.make_optimizers(config)
+    resolution = config.model.resolution
+    image_shape = (resolution, resolution, config.model.channels)
+    replicated = parallel.replicated(mesh)
+    state = jax.eval_shape(lambda: train.init_state(config, generator, discriminator, g_tx, d_tx, image_shape))
+    state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state)
+    stored = 3 if config.data.quaternion != 'none' else config.model.channels
+    batch = jax.ShapeDtypeStruct((config.train.n_critic, config.train.batch_size, resolution, resolution, stored),
+                                 jax.numpy.uint8, sharding=parallel.batch_sharding(mesh, 1))
+    step = train.jit_train_step(train.make_train_step(config, generator, discriminator, g_tx, d_tx, mesh=mesh),
+                                mesh)
+    start = time.perf_counter()
+    compiled = step.lower(state, batch).compile()
+    seconds = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    memory = compiled.memory_analysis()
+    per_chip = sum(getattr(memory, name, 0) for name in (
+        'argument_size_in_bytes', 'output_size_in_bytes', 'temp_size_in_bytes',
+        'generated_code_size_in_bytes')) - getattr(memory, 'alias_size_in_bytes', 0)
+    return {'compile_s': seconds, 'flops': float(cost.get('flops', 0.0)),
+            'optimal_seconds': float(cost.get('optimal_seconds', 0.0)),
+            'bytes_per_chip': int(per_chip), 'temp_bytes': int(getattr(memory, 'temp_size_in_bytes', 0))}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--slices', default=DEFAULT_SLICES, help='comma-separated TPU topologies (kind:shape)')
+    parser.add_argument('--configs', default=DEFAULT_CONFIGS, help='comma-separated config[:field=value] specs')
+    parser.add_argument('--json', default='', help='also write the rows to this file')
+    args = parser.parse_args(argv)
+    try:
+        from jax.experimental import topologies
+    except ImportError as error:  # pragma: no cover - jax always has it
+        parser.error(f'jax.experimental.topologies is unavailable: {error}')
+    rows, failures = [], 0
+    print(f'{"slice":10s} {"chips":>5s} {"hosts":>5s} {"config":34s} {"batch":>5s} {"GiB/chip":>8s} {"HBM":>4s} '
+          f'{"fits":>4s} {"XLA est. ms":>11s} {"GFLOP":>8s} {"compile s":>9s}', flush=True)
+    for name in [s for s in args.slices.split(',') if s]:
+        kind = name.split(':')[0]
+        if kind not in HBM_GIB:
+            parser.error(f'--slices: unknown TPU kind {kind!r} in {name!r}; known: {sorted(HBM_GIB)}')
+        try:
+            devices = topologies.get_topology_desc(platform='tpu', topology_name=name).devices
+        except Exception as error:  # noqa: BLE001 - libtpu missing or topology unknown: one line, then stop.
+            print(f'{name}: no TPU topology ({str(error).splitlines()[0][:200]}); is libtpu on PYTHONPATH?')
+            return 1
+        hosts = len({d.process_index for d in devices})
+        for spec in [c for c in args.configs.split(',') if c]:
+            config = load(spec)
+            row = {'slice': name, 'chips': len(devices), 'hosts': hosts, 'config': spec,
+                   'batch': config.train.batch_size, 'n_critic': config.train.n_critic, 'hbm_gib': HBM_GIB[kind]}
+            try:
+                row.update(compile_step(config, devices))
+            except Exception as error:  # noqa: BLE001 - a failure to compile is a finding, reported in one line.
+                failures += 1
+                row['error'] = f'{type(error).__name__}: {str(error).splitlines()[0][:300]}'
+                print(f'{name:10s} {len(devices):5d} {hosts:5d} {spec:34s} FAILED {row["error"]}', flush=True)
+                rows.append(row)
+                continue
+            gib = row['bytes_per_chip'] / 2 ** 30
+            row['fits'] = gib <= HBM_GIB[kind]
+            failures += not row['fits']
+            estimate = f'{1e3 * row["optimal_seconds"]:11.3f}' if row['optimal_seconds'] > 0 else f'{"n/a":>11s}'
+            print(f'{name:10s} {len(devices):5d} {hosts:5d} {spec:34s} {row["batch"]:5d} {gib:8.3f} '
+                  f'{HBM_GIB[kind]:4d} {"yes" if row["fits"] else "NO":>4s} {estimate} '
+                  f'{row["flops"] / 1e9:8.2f} {row["compile_s"]:9.1f}', flush=True)
+            rows.append(row)
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(rows, indent=1) + '\n')
+    return 1 if failures else 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""bench/tpu_compile.py: ahead-of-time TPU compilation of the training step (the full run needs libtpu)."""
+
+import importlib.util
+import pathlib
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _tpu_compile():
+    spec = importlib.util.spec_from_file_location("bench_tpu_compile", ROOT / "bench" / "tpu_compile.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_unknown_tpu_kind_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit):
+        _tpu_compile().main(["--slices=v9x:2x2"])
+    assert "unknown TPU kind 'v9x'" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is not None, reason="libtpu present: the slow test runs")
+def test_without_libtpu_the_run_says_so_in_one_line(capsys):
+    assert _tpu_compile().main(["--slices=v5e:2x2", "--configs=configs/qsngan_cifar10.py"]) == 1
+    assert "no TPU topology" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(importlib.util.find_spec("libtpu") is None, reason="needs libtpu (jax[tpu])")
+def test_qsngan_step_compiles_for_a_two_host_v5e_slice(tmp_path):
+    import json
+    out = tmp_path / "rows.json"
+    code = _tpu_compile().main(["--slices=v5e:2x4", "--configs=configs/qsngan_cifar10.py", f"--json={out}"])
+    (row,) = json.loads(out.read_text())
+    assert code == 0 and row["chips"] == 8 and row["hosts"] == 2 and row["fits"]
+    assert 0 < row["bytes_per_chip"] < 16 * 2 ** 30 and row["flops"] > 0
