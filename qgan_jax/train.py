@@ -33,7 +33,8 @@ import numpy as np
 import optax
 from absl import logging
 
-from qgan_jax import checkpointing, data, evaluation, losses, models, observability, parallel, sampling
+from qgan_jax import (checkpointing, data, evaluation, losses, models, observability, parallel, sampling,
+                      workdir_lock)
 from qgan_jax.io import files
 
 # Streams derived from the base key PRNGKey(train.seed) with fold_in, so that each use has its own.
@@ -110,7 +111,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         opt = config.optimizer[net]
         _require(opt.name in OPTIMIZERS,
                  f'optimizer.{net}.name={opt.name!r} is unknown; allowed: {", ".join(OPTIMIZERS)}')
-        _require(opt.lr > 0, f'optimizer.{net}.lr={opt.lr} must be > 0')
+        _require(math.isfinite(opt.lr) and opt.lr > 0, f'optimizer.{net}.lr={opt.lr} must be finite and > 0')
+        for field, low, high in (('b1', 0.0, 1.0), ('b2', 0.0, 1.0), ('decay', 0.0, 1.0)):
+            if field in opt:
+                value = opt[field]
+                _require(math.isfinite(value) and low <= value < high,
+                         f'optimizer.{net}.{field}={value} must be in [{low:g}, {high:g})')
+        if 'eps' in opt:
+            _require(math.isfinite(opt.eps) and opt.eps >= 0, f'optimizer.{net}.eps={opt.eps} must be finite and >= 0')
     precision = config.model.get('matmul_precision', 'default')
     _require(precision in MATMUL_PRECISIONS, f'model.matmul_precision={precision!r} is unknown; allowed: '
              f'{", ".join(MATMUL_PRECISIONS)}')
@@ -491,6 +499,25 @@ def _check_finite(history: list[tuple[int, dict[str, float]]], checkpointer: che
                 f'training stopped and {kept} in {checkpointer.directory}')
 
 
+@jax.jit
+def _all_finite(state: GANState) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def _check_state_finite(state: GANState, step: int, checkpointer: checkpointing.Checkpointer) -> None:
+    """Raises FloatingPointError, before anything is written, when the state holds a non-finite value: no
+    checkpoint with NaN / inf is ever saved, so the latest checkpoint is always one that can be resumed."""
+    if bool(parallel.to_host(_all_finite(state))):
+        return
+    last = checkpointer.latest_step()
+    kept = (f'the last checkpoint (step {last}) is kept and is finite' if last is not None
+            else 'no checkpoint exists')
+    since = 1 if last is None else last + 1
+    raise FloatingPointError(f'non-finite values in the training state at step {step} (they arose in steps '
+                             f'{since}-{step}); this state was not saved, {kept} in {checkpointer.directory}')
+
+
 def _make_evaluator(config: ml_collections.ConfigDict, source: data.Source) -> evaluation.Evaluator | None:
     """The in-loop evaluator (`config.eval`), or None when eval.every_steps = 0 or the run is shorter than one period.
 
@@ -518,6 +545,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     validate_config(config)
     config = resolve_config(config)
     workdir = prepare_workdir(workdir)
+    with workdir_lock.WorkdirLock(workdir, enabled=jax.process_index() == 0):
+        return _train_in_locked_workdir(config, workdir)
+
+
+def _train_in_locked_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> GANState:
     observability.quiet_library_logs()
     is_main = jax.process_index() == 0
     mesh = parallel.make_mesh()
@@ -644,6 +676,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
                 writer.write_scalars(step, scalars)
                 logging.info('%s', observability.progress_line(step, num_steps, scalars, steps_per_sec, eta))
             if save_now:
+                _check_state_finite(state, step, checkpointer)
                 checkpointer.save(step, state)
             if sample_now or eval_now:
                 variables = sampling_variables(config, generator, state)

@@ -16,7 +16,7 @@ import optax
 import pytest
 
 from configs import base
-from qgan_jax import checkpointing, data, losses, observability, parallel, train
+from qgan_jax import checkpointing, data, losses, observability, parallel, train, workdir_lock
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -157,6 +157,50 @@ def test_non_finite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoin
     with pytest.raises(FloatingPointError, match=r'non-finite .*d_loss.* at step 3 .*step 2\) is kept'):
         train.train_and_evaluate(tiny_config(num_steps=6), tmp_path)
     assert checkpointing.Checkpointer(tmp_path, read_only=True).all_steps() == [2]
+
+
+def test_a_non_finite_state_is_never_saved(tmp_path):
+    config = tiny_config(num_steps=4)
+    config.optimizer.g.lr = 1e39   # The losses of step 1 are finite; the parameters it leaves are not.
+    config.checkpoint.every_steps = 1
+    with pytest.raises(FloatingPointError, match=r'non-finite values in the training state at step 1 .*this state '
+                                                 r'was not saved, no checkpoint exists'):
+        train.train_and_evaluate(config, tmp_path)
+    assert checkpointing.Checkpointer(tmp_path, read_only=True).all_steps() == []
+
+
+def test_state_check_names_the_step_window_and_the_kept_checkpoint():
+    class Kept:
+        directory = 'ckpt'
+
+        def latest_step(self):
+            return 6
+
+    finite = {'w': jnp.ones((2, 2)), 'step': jnp.int32(3)}
+    train._check_state_finite(finite, 9, Kept())
+    with pytest.raises(FloatingPointError, match=r'step 9 \(they arose in steps 7-9\).*step 6\) is kept'):
+        train._check_state_finite({**finite, 'v': jnp.array([0.0, jnp.inf])}, 9, Kept())
+
+
+def test_one_run_per_workdir(tmp_path):
+    with workdir_lock.WorkdirLock(tmp_path):
+        with pytest.raises(workdir_lock.WorkdirInUseError, match=rf'in use by another run \(pid {os.getpid()} on '):
+            train.train_and_evaluate(tiny_config(num_steps=1), tmp_path)
+    train.train_and_evaluate(tiny_config(num_steps=1), tmp_path)   # Released on exit.
+
+
+def test_a_killed_run_leaves_no_lock(tmp_path):
+    holder = subprocess.Popen([sys.executable, '-c', 'import sys, time; from qgan_jax import workdir_lock; '
+                               f'lock = workdir_lock.WorkdirLock({str(tmp_path)!r}).__enter__(); '
+                               'print("held", flush=True); time.sleep(60)'],
+                              cwd=pathlib.Path(__file__).resolve().parents[1], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == 'held'
+    with pytest.raises(workdir_lock.WorkdirInUseError, match=f'pid {holder.pid} '):
+        workdir_lock.WorkdirLock(tmp_path).__enter__()
+    holder.kill()
+    holder.wait()
+    with workdir_lock.WorkdirLock(tmp_path):
+        pass
 
 
 class _FakeInception:
@@ -330,6 +374,10 @@ def test_matmul_precision_reaches_every_conv_and_matmul_of_the_step_and_the_samp
     ('data.source', 'cifar10', r"data\.source='cifar10' is not understood"),
     ('checkpoint.keep', 0, r'checkpoint\.keep=0 must be >= 1'),
     ('model.matmul_precision', 'tf32', r"model\.matmul_precision='tf32' is unknown; allowed: default, high"),
+    ('optimizer.g.lr', float('inf'), r'optimizer\.g\.lr=inf must be finite and > 0'),
+    ('optimizer.d.b2', 1.5, r'optimizer\.d\.b2=1\.5 must be in \[0, 1\)'),
+    ('optimizer.g.b1', -0.1, r'optimizer\.g\.b1=-0\.1 must be in \[0, 1\)'),
+    ('optimizer.d.eps', -1e-8, r'optimizer\.d\.eps=-1e-08 must be finite and >= 0'),
 ])
 def test_bad_config_is_a_one_line_value_error(tmp_path, field, value, match):
     config = tiny_config()
