@@ -76,6 +76,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.ema_decay = 0.0          # EMA of generator weights (0 = off), e.g. 0.999.
     config.train.log_every = 50           # Steps between metric writes (metrics.jsonl, TensorBoard, progress line).
     config.train.tensorboard = True       # Also write TensorBoard event files (needs tensorflow + tensorboard).
+    config.train.allow_config_change = False  # Resume a workdir whose saved config.json differs in experiment
+                                          # fields (model, loss, seed, batch, data, optimiser); off = refuse.
 
     # --- Outputs -----------------------------------------------------------------------------------
     config.checkpoint = ml_collections.ConfigDict()

@@ -33,8 +33,8 @@ import numpy as np
 import optax
 from absl import logging
 
-from qgan_jax import (checkpointing, data, evaluation, losses, models, observability, parallel, sampling,
-                      workdir_lock)
+from qgan_jax import (checkpointing, data, evaluation, losses, models, observability, parallel, resume_check,
+                      sampling, workdir_lock)
 from qgan_jax.io import files
 
 # Streams derived from the base key PRNGKey(train.seed) with fold_in, so that each use has its own.
@@ -564,6 +564,7 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, workdir: pathlib
     checkpointer = checkpointing.Checkpointer(workdir, keep=config.checkpoint.keep)
     latest = checkpointer.latest_step()
     if latest is not None:
+        resume_check.check(config, workdir, latest)
         state = checkpointer.restore(abstract_state(config, generator, discriminator, g_tx, d_tx, image_shape,
                                                     replicated), latest)
         logging.info('Resuming from checkpoint %d in %s.', latest, checkpointer.directory)

@@ -182,6 +182,25 @@ def test_state_check_names_the_step_window_and_the_kept_checkpoint():
         train._check_state_finite({**finite, 'v': jnp.array([0.0, jnp.inf])}, 9, Kept())
 
 
+def test_resume_refuses_a_changed_experiment_unless_allowed(tmp_path):
+    train.train_and_evaluate(tiny_config(num_steps=2), tmp_path)
+    changed = tiny_config(num_steps=4)
+    changed.train.seed = 1
+    changed.loss.name = 'wasserstein'
+    with pytest.raises(ValueError, match=r"at step 2 would change the experiment \(loss\.name: 'hinge' -> "
+                                         r"'wasserstein'; train\.seed: 0 -> 1\)") as info:
+        train.train_and_evaluate(changed, tmp_path)
+    assert '\n' not in str(info.value)
+    assert json.loads((tmp_path / 'config.json').read_text())['train']['seed'] == 0   # Not overwritten.
+    cadence = tiny_config(num_steps=4)
+    cadence.train.log_every, cadence.checkpoint.every_steps, cadence.sample.every_steps = 1, 4, 4
+    train.train_and_evaluate(cadence, tmp_path)   # Cadences and num_steps may change.
+    changed.train.allow_config_change, changed.train.num_steps = True, 6
+    train.train_and_evaluate(changed, tmp_path)
+    assert json.loads((tmp_path / 'config_before_step_4.json').read_text())['train']['seed'] == 0
+    assert json.loads((tmp_path / 'config.json').read_text())['train']['seed'] == 1
+
+
 def test_one_run_per_workdir(tmp_path):
     with workdir_lock.WorkdirLock(tmp_path):
         with pytest.raises(workdir_lock.WorkdirInUseError, match=rf'in use by another run \(pid {os.getpid()} on '):
