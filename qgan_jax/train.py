@@ -565,8 +565,8 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, workdir: pathlib
     latest = checkpointer.latest_step()
     if latest is not None:
         resume_check.check(config, workdir, latest)
-        state = checkpointer.restore(abstract_state(config, generator, discriminator, g_tx, d_tx, image_shape,
-                                                    replicated), latest)
+        state, latest = checkpointer.restore_latest_good(abstract_state(config, generator, discriminator, g_tx,
+                                                                        d_tx, image_shape, replicated))
         logging.info('Resuming from checkpoint %d in %s.', latest, checkpointer.directory)
     else:
         state = jax.jit(lambda: init_state(config, generator, discriminator, g_tx, d_tx, image_shape),
@@ -729,8 +729,8 @@ def restore_latest(config: ml_collections.ConfigDict, workdir: str | os.PathLike
     generator, discriminator = build_models(config)
     g_tx, d_tx = make_optimizers(config)
     image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
-    state = checkpointer.restore(abstract_state(config, generator, discriminator, g_tx, d_tx, image_shape,
-                                                parallel.replicated(mesh)), latest)
+    state, latest = checkpointer.restore_latest_good(abstract_state(config, generator, discriminator, g_tx, d_tx,
+                                                                    image_shape, parallel.replicated(mesh)))
     checkpointer.close()
     return state, latest, generator
 

@@ -201,6 +201,57 @@ def test_resume_refuses_a_changed_experiment_unless_allowed(tmp_path):
     assert json.loads((tmp_path / 'config.json').read_text())['train']['seed'] == 1
 
 
+def _largest_data_file(step_dir: pathlib.Path) -> pathlib.Path:
+    return max((f for f in step_dir.rglob('ocdbt.process_0/d/*') if f.is_file()), key=lambda f: f.stat().st_size)
+
+
+def _flip_bytes(path: pathlib.Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[200:208] = b'\xff' * 8
+    path.write_bytes(bytes(data))
+
+
+def _truncate_data_files(step_dir: pathlib.Path) -> None:
+    for path in step_dir.rglob('ocdbt.process_0/d/*'):
+        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize('corrupt', ['flip', 'truncate', 'stray'])
+def test_a_bad_latest_checkpoint_is_set_aside_and_the_previous_one_resumes(tmp_path, corrupt):
+    train.train_and_evaluate(tiny_config(num_steps=4), tmp_path)
+    checkpoints = tmp_path / 'checkpoints'
+    if corrupt == 'stray':
+        (checkpoints / '9').mkdir()
+        (checkpoints / '9' / 'junk').write_text('not a checkpoint')
+        bad, good = 9, 4
+    else:
+        if corrupt == 'flip':
+            _flip_bytes(_largest_data_file(checkpoints / '4'))
+        else:
+            _truncate_data_files(checkpoints / '4')
+        bad, good = 4, 2
+    reference = tmp_path / 'reference'
+    train.train_and_evaluate(tiny_config(num_steps=4), reference)
+    state = train.train_and_evaluate(tiny_config(num_steps=6), tmp_path)
+    assert int(state.step) == 6
+    aside = list((tmp_path / checkpointing.SET_ASIDE_DIR).iterdir())
+    assert [d.name.split('-')[0] for d in aside] == [str(bad)] and (aside[0] / 'REASON.txt').is_file()
+    # Resumed from the good step: the steps after it were retrained, so the state equals an uninterrupted run.
+    metrics = [m for m in _metrics(tmp_path) if m['step'] == good + 1]
+    assert len(metrics) >= 1
+    uninterrupted = train.train_and_evaluate(tiny_config(num_steps=6), reference)
+    np.testing.assert_array_equal(np.asarray(jax.tree.leaves(state.g_params)[0]),
+                                  np.asarray(jax.tree.leaves(uninterrupted.g_params)[0]))
+
+
+def test_no_restorable_checkpoint_is_a_one_line_error(tmp_path):
+    train.train_and_evaluate(tiny_config(num_steps=2), tmp_path)
+    _truncate_data_files(tmp_path / 'checkpoints' / '2')
+    with pytest.raises(ValueError, match=r'no checkpoint in .* could be restored: 2 \(cannot be restored') as info:
+        train.train_and_evaluate(tiny_config(num_steps=4), tmp_path)
+    assert '\n' not in str(info.value)
+
+
 def test_one_run_per_workdir(tmp_path):
     with workdir_lock.WorkdirLock(tmp_path):
         with pytest.raises(workdir_lock.WorkdirInUseError, match=rf'in use by another run \(pid {os.getpid()} on '):
