@@ -253,3 +253,65 @@ def test_torch_reads_our_files(tmp_path, fmt):
     np.testing.assert_array_equal(out["state_dict"]["t"].numpy(), expected["state_dict.t"])
     np.testing.assert_array_equal(out["state_dict"]["sl"].numpy(), expected["state_dict.sl"])
     assert out["epoch"] == 3
+
+
+# Resource bounds (reliability drill 6): each crafted file is refused in one line, quickly, in little memory.
+
+
+def _refused_quickly(path, match):
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=match) as info:
+        tc.load_tree(path)
+    assert time.perf_counter() - start < 5.0
+    assert "\n" not in str(info.value)
+
+
+def test_stride_zero_view_of_a_small_storage_is_refused(tmp_path):
+    base = np.arange(4, dtype=np.float32)
+    tc.save_state_dict(tmp_path / "broadcast.pth", {"w": tc.TensorView(base, 0, (30000, 25000), (0, 0))})
+    _refused_quickly(tmp_path / "broadcast.pth", "more than its storage")
+
+
+def test_views_shared_many_times_cannot_materialise_unbounded_memory(tmp_path):
+    base = np.arange(1000, dtype=np.float32)
+    tc.save_state_dict(tmp_path / "shared.pth", {f"w{i}": tc.TensorView(base, 0, (1000,), (1,)) for i in range(10)})
+    _refused_quickly(tmp_path / "shared.pth", "materialise more than")
+
+
+def test_shared_reference_dag_is_refused(tmp_path):
+    level = [1]
+    for _ in range(40):
+        level = [level, level]
+    payload = pickle.dumps({"x": level}, protocol=2)
+    assert len(payload) < 2000
+    _zip_with_pickle(tmp_path / "dag.pth", payload)
+    _refused_quickly(tmp_path / "dag.pth", "more than 1000000 nodes")
+
+
+def test_self_reference_and_deep_nesting_are_refused(tmp_path):
+    loop = []
+    loop.append(loop)
+    _zip_with_pickle(tmp_path / "loop.pth", pickle.dumps({"x": loop}, protocol=2))
+    _refused_quickly(tmp_path / "loop.pth", "cycle")
+    depth = 100_000   # EMPTY_LIST x depth, then APPEND x (depth - 1): each list inside the previous one.
+    _zip_with_pickle(tmp_path / "deep.pth", b"\x80\x02" + b"]" * depth + b"a" * (depth - 1) + b".")
+    _refused_quickly(tmp_path / "deep.pth", "nest deeper than")
+
+
+def test_zip_bomb_is_refused_before_decompression(tmp_path):
+    tc.save_state_dict(tmp_path / "ok.pth", {"w": np.ones(4, np.float32)})
+    with zipfile.ZipFile(tmp_path / "ok.pth") as src:
+        names = src.namelist()
+        (storage,) = [n for n in names if "/data/" in n]
+        with zipfile.ZipFile(tmp_path / "bomb.pth", "w", zipfile.ZIP_DEFLATED) as dst:
+            for name in names:
+                dst.writestr(name, b"\0" * (200 * 2 ** 20) if name == storage else src.read(name))
+    assert (tmp_path / "bomb.pth").stat().st_size < 2 * 2 ** 20
+    _refused_quickly(tmp_path / "bomb.pth", "declares 209715200 bytes uncompressed")
+
+
+def test_garbage_after_a_zip_header_is_a_one_line_error(tmp_path):
+    (tmp_path / "garbage.pth").write_bytes(b"PK\x03\x04" + os.urandom(4000))
+    _refused_quickly(tmp_path / "garbage.pth", "not a readable zip archive")

@@ -13,6 +13,13 @@ reference the globals in ``_ALLOWED`` (tensor rebuild functions, ``collections.O
 ``torch.*Storage`` types); any other global raises :class:`UnsafeCheckpointError` before anything is
 called, as ``torch.load(weights_only=True)`` does.
 
+Reading is bounded, so a tiny crafted file cannot exhaust memory or time: a zip member's declared size is checked
+before it is decompressed (the pickle at most ``MAX_PICKLE_BYTES``; a storage exactly its declared bytes); a tensor
+view may not hold more elements than its storage (no stride-0 broadcasts of a small storage into a huge array);
+all tensors together may not materialise more than ``MAX_EXPANSION`` times the storage bytes present; the object
+graph is walked at most ``MAX_NODES`` nodes deep and wide (shared-reference DAGs, nesting) and a cycle is refused.
+Each refusal is a one-line ``ValueError``.
+
 ``save_state_dict(path, tree)`` writes the zip format (used by tests and tools; torch can read it).
 """
 
@@ -30,6 +37,11 @@ from typing import Any
 import numpy as np
 
 __all__ = ["UnsafeCheckpointError", "TensorView", "load", "load_tree", "save_state_dict"]
+
+MAX_PICKLE_BYTES = 256 * 2 ** 20   # data.pkl of a zip checkpoint; real ones are kilobytes.
+MAX_EXPANSION = 4                  # materialised tensor bytes / storage bytes present (shared views, ties).
+MAX_NODES = 1_000_000              # containers and leaves visited while walking the unpickled object.
+MAX_DEPTH = 200                    # container nesting.
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL_VERSION = 1001
@@ -190,27 +202,46 @@ def _attach(ref: _StorageRef, raw: bytes | memoryview, numel: int, little_endian
     ref.array, ref.numel = arr, numel
 
 
+def _read_member(zf: zipfile.ZipFile, name: str, limit: int, path: str, what: str) -> bytes:
+    """The bytes of zip member `name`, refused before decompression when it declares more than `limit`."""
+    declared = zf.getinfo(name).file_size
+    if declared > limit:
+        raise ValueError(f"{path}: {what} {name!r} declares {declared} bytes uncompressed, more than the {limit} "
+                         "it may hold; refusing to decompress it")
+    with zf.open(name) as member:
+        return member.read(limit + 1)[:limit + 1]
+
+
 def _read_zip(path: str):
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return _read_zip_members(zf, path)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as error:
+        raise ValueError(f"{path}: not a readable zip archive ({error})") from None
+
+
+def _read_zip_members(zf: zipfile.ZipFile, path: str):
     storages: dict[str, _StorageRef] = {}
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-        pkl = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
-        if len(pkl) != 1:
-            raise ValueError(f"{path}: zip checkpoint must hold exactly one '*/data.pkl' entry, found {len(pkl)}")
-        prefix = pkl[0][: -len("data.pkl")]
-        obj = _unpickle(zf.read(pkl[0]), storages, legacy=False)
-        little = True
-        if prefix + "byteorder" in names:
-            order = zf.read(prefix + "byteorder").decode("ascii").strip()
-            if order not in ("little", "big"):
-                raise ValueError(f"{path}: byteorder record must be 'little' or 'big', got {order!r}")
-            little = order == "little"
-        for key, ref in storages.items():
-            entry = f"{prefix}data/{key}"
-            if entry not in names:
-                raise ValueError(f"{path}: storage entry {entry!r} named by the pickle is missing")
-            _attach(ref, zf.read(entry), ref.numel, little)
-    return obj
+    names = zf.namelist()
+    pkl = [n for n in names if n == "data.pkl" or n.endswith("/data.pkl")]
+    if len(pkl) != 1:
+        raise ValueError(f"{path}: zip checkpoint must hold exactly one '*/data.pkl' entry, found {len(pkl)}")
+    prefix = pkl[0][: -len("data.pkl")]
+    obj = _unpickle(_read_member(zf, pkl[0], MAX_PICKLE_BYTES, path, "pickle"), storages, legacy=False)
+    little = True
+    if prefix + "byteorder" in names:
+        order = _read_member(zf, prefix + "byteorder", 16, path, "byteorder record").decode(
+            "ascii", errors="replace").strip()
+        if order not in ("little", "big"):
+            raise ValueError(f"{path}: byteorder record must be 'little' or 'big', got {order!r}")
+        little = order == "little"
+    for key, ref in storages.items():
+        entry = f"{prefix}data/{key}"
+        if entry not in names:
+            raise ValueError(f"{path}: storage entry {entry!r} named by the pickle is missing")
+        need = ref.numel * ref.dtype.itemsize
+        _attach(ref, _read_member(zf, entry, need, path, "storage"), ref.numel, little)
+    return obj, storages
 
 
 def _read_legacy(path: str):
@@ -247,10 +278,10 @@ def _read_legacy(path: str):
     missing = [k for k, r in storages.items() if r.array is None]
     if missing:
         raise ValueError(f"{path}: storages {missing[:5]} are referenced but absent from the file")
-    return obj
+    return obj, storages
 
 
-def _read(path) -> Any:
+def _read(path) -> tuple[Any, dict]:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint path {path!r} does not exist or is not a file")
@@ -264,10 +295,16 @@ def _read(path) -> Any:
                      "tar-format files of torch < 0.4 are not supported)")
 
 
-def _materialise(t: _TensorRef) -> np.ndarray:
+def _materialise(t: _TensorRef, budget: "_Budget | None" = None) -> np.ndarray:
     base = t.storage.array
     if any(s == 0 for s in t.size):
         return np.zeros(t.size, dtype=base.dtype)
+    numel = int(np.prod(t.size, dtype=object))
+    if numel > base.size:
+        raise ValueError(f"tensor of size {t.size} (stride {t.stride}) has {numel} elements, more than its storage "
+                         f"{t.storage.key!r} holds ({base.size}); overlapping views are not supported")
+    if budget is not None:
+        budget.spend(numel * base.dtype.itemsize)
     last = t.offset + sum((n - 1) * s for n, s in zip(t.size, t.stride))
     if last >= base.size:
         raise ValueError(f"tensor view (offset {t.offset}, size {t.size}, stride {t.stride}) reaches element "
@@ -278,42 +315,86 @@ def _materialise(t: _TensorRef) -> np.ndarray:
     return np.array(view, copy=True, order="C")
 
 
-def _to_tree(obj):
+class _Budget:
+    """Bounds of one load: nodes visited, nesting depth, materialised bytes (see the module docstring)."""
+
+    def __init__(self, storage_bytes: int):
+        self.nodes, self.bytes_left = 0, MAX_EXPANSION * max(storage_bytes, 1024)
+        self.open: set[int] = set()   # ids of the containers on the current path (cycle detection)
+
+    def visit(self, obj, depth: int) -> None:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise ValueError(f"checkpoint object graph has more than {MAX_NODES} nodes (shared references expand "
+                             "it); refusing to walk it")
+        if depth > MAX_DEPTH:
+            raise ValueError(f"checkpoint containers nest deeper than {MAX_DEPTH} levels; refusing to walk them")
+
+    def enter(self, obj) -> None:
+        if id(obj) in self.open:
+            raise ValueError("checkpoint object graph contains a cycle (a container inside itself)")
+        self.open.add(id(obj))
+
+    def leave(self, obj) -> None:
+        self.open.discard(id(obj))
+
+    def spend(self, nbytes: int) -> None:
+        self.bytes_left -= nbytes
+        if self.bytes_left < 0:
+            raise ValueError(f"checkpoint tensors would materialise more than {MAX_EXPANSION}x the storage bytes in "
+                             "the file (views shared many times); refusing to expand them")
+
+
+def _budget_for(obj_and_storages) -> tuple[Any, _Budget]:
+    obj, storages = obj_and_storages
+    present = sum(ref.array.nbytes for ref in storages.values() if ref.array is not None)
+    return obj, _Budget(present)
+
+
+def _to_tree(obj, budget: _Budget, depth: int = 0):
+    budget.visit(obj, depth)
     if isinstance(obj, _TensorRef):
-        return _materialise(obj)
-    if isinstance(obj, dict):
-        return type(obj)((k, _to_tree(v)) for k, v in obj.items())
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_tree(v) for v in obj)
+        return _materialise(obj, budget)
+    if isinstance(obj, (dict, list, tuple)):
+        budget.enter(obj)
+        if isinstance(obj, dict):
+            out = type(obj)((k, _to_tree(v, budget, depth + 1)) for k, v in obj.items())
+        else:
+            out = type(obj)(_to_tree(v, budget, depth + 1) for v in obj)
+        budget.leave(obj)
+        return out
     if isinstance(obj, (_StorageRef, _StorageType)):
         raise ValueError("checkpoint holds a bare storage object; only tensors are supported")
     return obj
 
 
-def _flatten(obj, prefix: str, out: dict):
+def _flatten(obj, prefix: str, out: dict, budget: _Budget, depth: int = 0):
+    budget.visit(obj, depth)
     if isinstance(obj, _TensorRef):
         if prefix in out:
             raise ValueError(f"checkpoint names collide after flattening: {prefix!r}")
-        out[prefix] = _materialise(obj)
-    elif isinstance(obj, dict):
-        for k, v in obj.items():
-            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
-    elif isinstance(obj, (list, tuple)):
-        for i, v in enumerate(obj):
-            _flatten(v, f"{prefix}.{i}" if prefix else str(i), out)
+        out[prefix] = _materialise(obj, budget)
+    elif isinstance(obj, (dict, list, tuple)):
+        budget.enter(obj)
+        items = obj.items() if isinstance(obj, dict) else enumerate(obj)
+        for k, v in items:
+            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out, budget, depth + 1)
+        budget.leave(obj)
     # any other leaf (int, float, str, None, ...) carries no tensor and is skipped
 
 
 def load(path) -> dict[str, np.ndarray]:
     """Read a .pth/.pt file without torch -> ``{dotted.name: array}`` (tensors only, see module doc)."""
+    obj, budget = _budget_for(_read(path))
     out: dict[str, np.ndarray] = {}
-    _flatten(_read(path), "", out)
+    _flatten(obj, "", out, budget)
     return out
 
 
 def load_tree(path) -> Any:
     """Read a .pth/.pt file without torch -> its nested object, tensors as arrays, other leaves kept."""
-    return _to_tree(_read(path))
+    obj, budget = _budget_for(_read(path))
+    return _to_tree(obj, budget)
 
 
 # ---------------------------------------------------------------------------------------------- writer
