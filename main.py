@@ -37,6 +37,9 @@ def main(argv):
         else:
             from qgan_jax import summary
             summary.run(FLAGS.config, FLAGS.workdir)
+    except MemoryError:
+        raise SystemExit("error: out of host memory (MemoryError); reduce train.batch_size, data.image_size or "
+                         "the dataset, or use a machine with more memory") from None
     except (ValueError, OSError, FloatingPointError) as error:  # OSError: files, permissions, config loading.
         if logging.get_verbosity() > logging.INFO:  # --verbosity=1 (or more) shows the traceback.
             raise
@@ -52,6 +55,9 @@ def parse_flags(argv):
         return FLAGS(argv)
     except flags.Error as error:
         raise SystemExit(f"error: {error}\nPass --help for the flags.") from None
+    except (OSError, SyntaxError) as error:  # The config file: missing, unreadable, or not Python.
+        raise SystemExit(f"error: cannot load the config: {' '.join(str(error).split())} "
+                         f"({type(error).__name__})") from None
     except (AttributeError, KeyError, TypeError, ValueError) as error:
         message = str(error).strip("'\"").replace("\\n", " ").replace("\n", " ").replace("\\'", "'")
         raise SystemExit(f"error: bad --config override: {message}") from None

@@ -33,6 +33,8 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
+from qgan_jax.io import files
+
 SOURCE_FORMS = ('tfds:<name>[:split]', 'npz:<path>', 'folder:<path>', 'sample:cifar10')
 QUATERNION_MODES = ('none', 'zero', 'reference')
 FAKE_REAL_PARTS = ('free', 'data')
@@ -241,13 +243,14 @@ def _load_npz(path: str, config: Any) -> _Loaded:
     if not file.is_file():
         raise FileNotFoundError(f'data.source={source!r}: no file {str(file)!r}; give the path of an .npz with '
                                 '`image` uint8 NHWC (and optional `label`)')
-    with np.load(file, allow_pickle=False) as archive:
-        if 'image' not in archive.files:
-            raise ValueError(f'data.source={source!r}: {str(file)!r} has arrays {archive.files}, '
-                             'but no `image` (uint8 NHWC)')
-        images = archive['image']
-        labels = archive['label'] if 'label' in archive.files else None
-    return _finish_arrays(images, labels, None, config)
+    try:
+        archive = files.read_npz(file)
+    except ValueError as error:
+        raise ValueError(f'data.source={source!r}: {error}') from None
+    if 'image' not in archive:
+        raise ValueError(f'data.source={source!r}: {str(file)!r} has arrays {sorted(archive)}, '
+                         'but no `image` (uint8 NHWC)')
+    return _finish_arrays(archive['image'], archive.get('label'), None, config)
 
 
 def _load_sample(name: str, config: Any) -> _Loaded:

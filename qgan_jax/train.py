@@ -73,6 +73,9 @@ class GANState:
 MATMUL_PRECISIONS = ('default', 'high', 'highest')
 
 
+TRUNCATION_MODELS = ('gansformer',)   # Models whose generator takes truncation_psi (a mapping network).
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ValueError(message)
@@ -123,6 +126,18 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _require(precision in MATMUL_PRECISIONS, f'model.matmul_precision={precision!r} is unknown; allowed: '
              f'{", ".join(MATMUL_PRECISIONS)}')
     _require(config.model.z_dim >= 1, f'model.z_dim={config.model.z_dim} must be >= 1')
+    for name in ('g_width', 'd_width'):
+        value = config.model[name]
+        _require(isinstance(value, int) and value >= 1, f'model.{name}={value!r} must be an integer >= 1')
+    psi = config.sample.get('truncation_psi', 1.0)
+    _require(math.isfinite(psi), f'sample.truncation_psi={psi} must be finite')
+    _require(psi == 1.0 or config.model.name in TRUNCATION_MODELS,
+             f'sample.truncation_psi={psi} needs a model with a mapping network ({", ".join(TRUNCATION_MODELS)}); '
+             f'model.name={config.model.name!r} has none, so leave it at 1')
+    _require(config.data.get('max_examples', 0) >= 0,
+             f'data.max_examples={config.data.get("max_examples", 0)} must be >= 0 (0 = all)')
+    _require(config.loss.get('r1_interval', 1) >= 1,
+             f'loss.r1_interval={config.loss.get("r1_interval", 1)} must be >= 1 (1 = every D step)')
     _require(config.eval.every_steps >= 0, f'eval.every_steps={config.eval.every_steps} must be >= 0 (0 = off)')
     if config.eval.every_steps:
         evaluation.validate(config)

@@ -3,6 +3,7 @@ pytorch-fid when installed), Inception Score against a direct NumPy computation,
 against np.cov, the reference-statistics cache, compute_fid and the command line. A cheap deterministic
 stand-in replaces the Inception network here; the network itself is tested in test_inception.py."""
 
+import os
 import subprocess
 import sys
 import warnings
@@ -307,7 +308,8 @@ def test_cli_help():
     assert "--images" in out and "--reference" in out and "--save-stats" in out
 
 
-def test_cli_between_statistics_files(tmp_path, capsys):
+def test_cli_between_statistics_files(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(fid, "POOL3_DIM", 8)   # Small statistics for speed; real ones are 2048-d.
     rng = np.random.default_rng(10)
     a = fid.Statistics(rng.standard_normal(8), random_spd(rng, 8), 5000)
     b = fid.Statistics(rng.standard_normal(8), random_spd(rng, 8), 5000)
@@ -346,6 +348,32 @@ def test_cli_with_images_folder_and_stats(tmp_path, capsys, monkeypatch):
     np.testing.assert_allclose(saved.mu, g[0].mu)
     with pytest.raises(SystemExit):
         fid.main(["--images", str(tmp_path / "gen.npz"), "--reference", str(folder)])  # 24 < 2048 images
+
+
+@pytest.mark.parametrize("case, match", [
+    ("missing", "neither an .npz file nor an image folder"),
+    ("garbage", "garbage.npz"),
+    ("images_key", "must hold an 'image' uint8 NHWC array"),
+    ("float_images", "'image' must be uint8"),
+    ("three_dim_stats", r"must be mu \(2048,\)"),
+    ("nan_stats", "non-finite"),
+])
+def test_cli_errors_are_one_line_with_exit_status_1(tmp_path, capsys, case, match):
+    path = tmp_path / f"{case}.npz"
+    if case == "garbage":
+        path.write_bytes(os.urandom(300))
+    elif case == "images_key":
+        np.savez(path, images=np.zeros((2, 4, 4, 3), np.uint8))
+    elif case == "float_images":
+        np.savez(path, image=np.zeros((2, 4, 4, 3), np.float32))
+    elif case == "three_dim_stats":
+        np.savez(path, mu=np.zeros(3), sigma=np.eye(3))
+    elif case == "nan_stats":
+        np.savez(path, mu=np.full(2048, np.nan), sigma=np.eye(2048))
+    assert fid.main(["--images", str(path), "--reference", str(path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err
+    assert __import__("re").search(match, err), err
 
 
 def test_device_array_batches_are_padded_on_device():

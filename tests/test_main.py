@@ -34,6 +34,19 @@ def test_missing_config_file_is_a_one_line_error(tmp_path):
     assert "configs/does_not_exist.py" in result.stderr.splitlines()[-1]
 
 
+@pytest.mark.parametrize("config_text, message", [
+    (None, "error: cannot load the config"),                       # missing file, with an override after it
+    ("def get_config(:\n", "error: cannot load the config: "),      # not Python
+])
+def test_unloadable_config_with_overrides_is_a_one_line_error(tmp_path, config_text, message):
+    path = tmp_path / "broken.py"
+    if config_text is not None:
+        path.write_text(config_text)
+    result = _main(f"--config={path}", "--config.train.num_steps=2", f"--workdir={tmp_path / 'w'}")
+    assert result.returncode != 0 and "Traceback" not in result.stderr, result.stderr
+    assert message in result.stderr.strip().splitlines()[-1]
+
+
 def test_summary_writes_counts_and_flops_and_gives_the_real_twin(tmp_path):
     result = _main("--config=configs/qsngan_cifar10.py", "--mode=summary", f"--workdir={tmp_path / 'q'}")
     assert result.returncode == 0, result.stderr

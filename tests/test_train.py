@@ -448,6 +448,13 @@ def test_matmul_precision_reaches_every_conv_and_matmul_of_the_step_and_the_samp
     ('optimizer.d.b2', 1.5, r'optimizer\.d\.b2=1\.5 must be in \[0, 1\)'),
     ('optimizer.g.b1', -0.1, r'optimizer\.g\.b1=-0\.1 must be in \[0, 1\)'),
     ('optimizer.d.eps', -1e-8, r'optimizer\.d\.eps=-1e-08 must be finite and >= 0'),
+    ('model.g_width', 0, r'model\.g_width=0 must be an integer >= 1'),
+    ('model.d_width', -8, r'model\.d_width=-8 must be an integer >= 1'),
+    ('sample.truncation_psi', 0.7, r"sample\.truncation_psi=0\.7 needs a model with a mapping network"),
+    ('data.max_examples', -1, r'data\.max_examples=-1 must be >= 0'),
+    ('loss.r1_interval', 0, r'loss\.r1_interval=0 must be >= 1'),
+    ('model.d_multipliers', (), r'model\.d_multipliers is empty'),
+    ('model.d_downsamples', 10, r'model\.d_downsamples = 10 must lie in \[0, 2\]'),
 ])
 def test_bad_config_is_a_one_line_value_error(tmp_path, field, value, match):
     config = tiny_config()

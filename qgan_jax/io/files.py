@@ -32,3 +32,20 @@ def write_bytes(path: str | os.PathLike, payload: bytes) -> None:
     """Writes `payload` to `path` atomically."""
     with atomic_path(path) as temporary:
         temporary.write_bytes(payload)
+
+
+def read_npz(path: str | os.PathLike) -> dict:
+    """All arrays of an .npz file as {name: np.ndarray}, without pickles; an unreadable file (not an npz, truncated,
+    object arrays) is a one-line ValueError naming it."""
+    import zipfile
+
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        if isinstance(error, FileNotFoundError):
+            raise
+        raise ValueError(f'{path}: not a readable .npz of plain arrays ({" ".join(str(error).split())[:200]})') \
+            from None

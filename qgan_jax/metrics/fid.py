@@ -30,6 +30,7 @@ __all__ = [
     "extract_statistics", "reference_statistics", "compute_fid", "main",
 ]
 
+POOL3_DIM = 2048   # FID Inception pool3 features.
 MIN_IMAGES = 2048  # below this the 2048-d covariance is rank-deficient (pytorch-fid#13)
 RESIZE = "bilinear299 (half-pixel, antialias=False)"
 
@@ -388,18 +389,18 @@ def _open_source(path: str, batch_size: int):
     """-> ('stats', Statistics) or ('images', (batches iterator, N))."""
     p = Path(path)
     if p.is_dir():
-        files = sorted(f for f in p.rglob("*") if f.suffix.lower() in _IMAGE_SUFFIXES)
-        if not files:
+        image_files = sorted(f for f in p.rglob("*") if f.suffix.lower() in _IMAGE_SUFFIXES)
+        if not image_files:
             raise ValueError(f"image folder {path} holds no files with suffix {sorted(_IMAGE_SUFFIXES)}")
-        return "images", (_folder_batches(files, batch_size), len(files))
+        return "images", (_folder_batches(image_files, batch_size), len(image_files))
     if not p.is_file():
         raise FileNotFoundError(f"{path} is neither an .npz file nor an image folder")
-    with np.load(p, allow_pickle=False) as f:
-        if "mu" in f.files and "sigma" in f.files:
-            return "stats", Statistics.load(p)
-        if "image" not in f.files:
-            raise ValueError(f"{path} must hold an 'image' uint8 NHWC array or 'mu' and 'sigma', has {f.files}")
-        images = f["image"]
+    arrays = files.read_npz(p)
+    if "mu" in arrays and "sigma" in arrays:
+        return "stats", Statistics.load(p)
+    if "image" not in arrays:
+        raise ValueError(f"{path} must hold an 'image' uint8 NHWC array or 'mu' and 'sigma', has {sorted(arrays)}")
+    images = arrays["image"]
     if images.dtype != np.uint8 or images.ndim != 4:
         raise ValueError(f"{path}: 'image' must be uint8 (N, H, W, C), got {images.dtype} {images.shape}")
     return "images", (_batches_of(images, batch_size), images.shape[0])
@@ -420,12 +421,30 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error("--batch-size must be >= 1")
+    try:
+        return _run(args, parser)
+    except (ValueError, OSError, MemoryError) as error:  # Files, weights, statistics: one line, exit status 1.
+        message = " ".join(str(error).split()) or type(error).__name__
+        print(f"error: {message} ({type(error).__name__})", file=sys.stderr)
+        return 1
 
+
+def _check_statistics(stats: "Statistics", source: str) -> None:
+    mu, sigma = np.asarray(stats.mu), np.asarray(stats.sigma)
+    if mu.shape != (POOL3_DIM,) or sigma.shape != (POOL3_DIM, POOL3_DIM):
+        raise ValueError(f"{source}: statistics must be mu ({POOL3_DIM},) and sigma ({POOL3_DIM}, {POOL3_DIM}) of "
+                         f"FID Inception pool3 features, got {mu.shape} and {sigma.shape}")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise ValueError(f"{source}: statistics hold non-finite values")
+
+
+def _run(args, parser) -> int:
     inception = None
     results = []
     for role, src in (("images", args.images), ("reference", args.reference)):
         kind, value = _open_source(src, args.batch_size)
         if kind == "stats":
+            _check_statistics(value, src)
             if role == "images" and args.inception_score:
                 parser.error("--inception-score needs images, but --images is a statistics file")
             results.append((value, None))
@@ -445,6 +464,8 @@ def main(argv=None) -> int:
     if args.save_stats:
         stats_a.save(args.save_stats)
     fid = frechet_distance(stats_a.mu, stats_a.sigma, stats_b.mu, stats_b.sigma)
+    if not np.isfinite(fid):
+        raise ValueError(f"the FID is {fid}: the statistics are degenerate")
     print(f"FID: {fid:.6f}  (n={stats_a.n} vs n={stats_b.n}, {_protocol()})")
     if is_a is not None:
         print(f"IS: {is_a[0]:.6f} +- {is_a[1]:.6f}")

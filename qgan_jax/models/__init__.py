@@ -49,6 +49,11 @@ def _build_sngan(model: Any) -> tuple[nn.Module, nn.Module]:
     layers = _layers(model)
     if model.get("d_pool", "padded") not in common.D_POOLS:
         raise ValueError(f"model.d_pool = {model.d_pool!r} is unknown; allowed: {', '.join(common.D_POOLS)}.")
+    if not model.d_multipliers:
+        raise ValueError("sngan: model.d_multipliers is empty; the discriminator needs at least one block.")
+    if not 0 <= model.d_downsamples <= len(model.d_multipliers):
+        raise ValueError(f"sngan: model.d_downsamples = {model.d_downsamples} must lie in [0, "
+                         f"{len(model.d_multipliers)}] (the number of D blocks, model.d_multipliers).")
     expected = 4 * 2 ** (len(model.g_multipliers) - 1)
     if expected != model.resolution:
         raise ValueError(f"sngan: model.g_multipliers has {len(model.g_multipliers)} entries, which "
