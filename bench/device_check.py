@@ -63,6 +63,8 @@ ITEMS = (  # In order of value: the headline pair and its PyTorch twin first.
     train_step('iteration_qsngan32_bf16', (QSNGAN32 + BF16, SNGAN32 + BF16), 80, '--batch=64'),
     train_step('giu_cycle', ('configs/giu_cifar10.py', 'configs/giu_baseline_cifar10.py'), 120, '--batch=64',
                '--n_critic=5'),
+    train_step('giu_cycle_fused_gp', ('configs/giu_cifar10.py:loss.gp_fused=True',), 90, '--batch=64',
+               '--n_critic=5'),
     train_step('iteration_qsngan128', ('configs/qsngan_celebahq128.py', 'configs/sngan_celebahq128.py'), 120,
                '--batch=64'),
     train_step('iteration_qdcgan64', ('configs/qdcgan_celeba64.py', 'configs/dcgan_celeba64.py'), 80, '--batch=64'),

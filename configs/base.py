@@ -49,6 +49,8 @@ def get_config() -> ml_collections.ConfigDict:
     config.loss = ml_collections.ConfigDict()
     config.loss.name = "hinge"            # hinge | wasserstein | non_saturating | least_squares.
     config.loss.gp_weight = 0.0           # WGAN-GP gradient-penalty weight (0 = off).
+    config.loss.gp_fused = False          # WGAN-GP in one D forward over [real, fake, interpolates] (fewer
+                                          # kernels; SN advances once per D step, not twice); off = reference.
     config.loss.r1_gamma = 0.0            # R1 penalty weight gamma (0 = off); the penalty is gamma/2 * E|grad|^2.
     config.loss.r1_interval = 1           # Lazy R1: apply it every k-th D step with weight x k and D's Adam
                                           # lr / betas corrected by c = k/(k+1) (StyleGAN2); 1 = every step.

@@ -308,6 +308,7 @@ def make_train_step(config: ml_collections.ConfigDict, generator: Any, discrimin
     """
     loss = losses.get_loss(config.loss.name)
     gp_weight, r1_gamma = float(config.loss.gp_weight), float(config.loss.r1_gamma)
+    gp_fused = bool(config.loss.get('gp_fused', False))
     r1_interval = max(int(config.loss.get('r1_interval', 1)), 1)
     ema_decay = float(config.train.ema_decay)
     z_dim = int(config.model.z_dim)
@@ -333,17 +334,23 @@ def make_train_step(config: ml_collections.ConfigDict, generator: Any, discrimin
         fake = jax.lax.stop_gradient(constrain(g_fake)).astype(real.dtype)
 
         def d_objective(params):
-            logits, state = _apply(discriminator, params, d_state, jnp.concatenate([real, fake]), train=True,
-                                   key=jax.random.fold_in(d_key, 0))
-            logits = logits.astype(jnp.float32)
-            real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
+            gp = jnp.zeros((), jnp.float32)
+            if gp_weight > 0 and gp_fused:  # One D forward over [real, fake, interpolates] (loss.gp_fused).
+                real_logits, fake_logits, gp, state = losses.fused_logits_and_gradient_penalty(
+                    lambda x: _apply(discriminator, params, d_state, x, train=True, key=jax.random.fold_in(d_key, 0)),
+                    real, fake, gp_key)
+            else:
+                logits, state = _apply(discriminator, params, d_state, jnp.concatenate([real, fake]), train=True,
+                                       key=jax.random.fold_in(d_key, 0))
+                logits = logits.astype(jnp.float32)
+                real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
             adversarial = loss.d_loss(real_logits, fake_logits)
-            total, gp, r1 = adversarial, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.float32)
+            total, r1 = adversarial + gp_weight * gp, jnp.zeros((), jnp.float32)
 
             def d_fn(x, stream):
                 return _apply(discriminator, params, state, x, train=True, key=jax.random.fold_in(d_key, stream))
 
-            if gp_weight > 0:
+            if gp_weight > 0 and not gp_fused:
                 gp, state = losses.gradient_penalty(lambda x: d_fn(x, 1), real, fake, gp_key, has_aux=True)
                 total = total + gp_weight * gp
             if r1_gamma > 0 and r1_interval == 1:

@@ -126,3 +126,33 @@ def test_r1_quadratic_closed_form_and_aux():
     assert int(aux['state']) == 7
     gp, aux = losses.gradient_penalty(d_fn, x, x, jax.random.key(0), has_aux=True)
     assert np.isfinite(gp) and int(aux['state']) == 7
+
+
+def test_fused_gradient_penalty_equals_the_two_forward_form_for_a_per_example_d():
+    rng = np.random.default_rng(3)
+    w1 = jnp.asarray(rng.standard_normal((12, 7)), jnp.float32)
+    w2 = jnp.asarray(rng.standard_normal((7, 1)), jnp.float32)
+    real = jnp.asarray(rng.standard_normal((5, 2, 2, 3)), jnp.float32)
+    fake = jnp.asarray(rng.standard_normal((5, 2, 2, 3)), jnp.float32)
+    key = jax.random.PRNGKey(4)
+
+    def d_of(params):
+        a, b = params
+        return lambda x: (jnp.tanh(x.reshape(len(x), -1) @ a) @ b, None)
+
+    def separate(params):
+        d = d_of(params)
+        logits = d(jnp.concatenate([real, fake]))[0][:, 0]
+        penalty = losses.gradient_penalty(lambda x: d(x)[0], real, fake, key)
+        return logits[:5], logits[5:], penalty
+
+    def fused(params):
+        real_logits, fake_logits, penalty, _ = losses.fused_logits_and_gradient_penalty(d_of(params), real, fake,
+                                                                                         key)
+        return real_logits, fake_logits, penalty
+
+    for got, want in zip(fused((w1, w2)), separate((w1, w2))):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    grad = lambda f: jax.grad(lambda p: f(p)[2] + jnp.sum(f(p)[0]) - jnp.sum(f(p)[1]))((w1, w2))  # noqa: E731
+    for got, want in zip(grad(fused), grad(separate)):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)

@@ -367,8 +367,10 @@ def test_lazy_r1_every_k_d_steps_with_weight_k_and_adam_correction():
 
 
 @pytest.mark.slow
-def test_step_with_gradient_penalty_r1_wasserstein_and_rmsprop():
+@pytest.mark.parametrize('gp_fused', [False, True])
+def test_step_with_gradient_penalty_r1_wasserstein_and_rmsprop(gp_fused):
     config = tiny_config()
+    config.loss.gp_fused = gp_fused
     config.train.n_critic = 1
     config.loss.name = 'wasserstein'
     config.loss.gp_weight = 10.0
