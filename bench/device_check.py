@@ -174,7 +174,7 @@ def main(argv=None) -> int:
                 print(f'== {item.name}: skipped (budget spent)', flush=True)
                 continue
             item_argv, specs = smoke_argv(item) if args.cpu_smoke else (item.argv, item.configs)
-            limit = min(left, 120.0 if args.cpu_smoke else item.seconds)
+            limit = min(left, 300.0 if args.cpu_smoke else item.seconds)
             record, item_rows = run_item(item, item_argv, specs, limit, out, log)
             records.append(record)
             rows.extend({**meta_tags(meta), **row} for row in item_rows)

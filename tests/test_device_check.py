@@ -24,8 +24,8 @@ def _run(tmp_path, *argv):
 
 
 def test_smoke_items_write_tagged_rows(tmp_path):
-    only = "iteration_phc4_sngan32,fid_features_f32"  # Item order, whatever the order named.
-    code, result = _run(tmp_path, "--only=fid_features_f32,iteration_phc4_sngan32", "--budget_s=600")
+    only = "iteration_qdcgan64,iteration_phc4_sngan32"  # Item order, whatever the order named.
+    code, result = _run(tmp_path, "--only=iteration_phc4_sngan32,iteration_qdcgan64", "--budget_s=900")
     assert code == 0, result["items"]
     assert [r["item"] for r in result["items"]] == only.split(",")
     assert {r["status"] for r in result["items"]} == {"ok"}
@@ -35,8 +35,8 @@ def test_smoke_items_write_tagged_rows(tmp_path):
         assert row["device"] and row["platform"] == "cpu" and row["jax"] and row["date"]
     step = next(r for r in result["rows"] if r["item"] == "iteration_phc4_sngan32")
     assert step["ms_per_iter"] > 0 and step["batch"] == 2 and step["precision"] == "float32/default"
-    fid = next(r for r in result["rows"] if r["item"] == "fid_features_f32")
-    assert fid["feature_images_per_sec"] > 0 and fid["precision"] == "highest"
+    dcgan = [r for r in result["rows"] if r["item"] == "iteration_qdcgan64"]
+    assert [r["config"].split(":")[0] for r in dcgan] == ["configs/qdcgan_celeba64.py", "configs/dcgan_celeba64.py"]
     assert (tmp_path / "log.txt").read_text().count("\n== ") == 2
 
 

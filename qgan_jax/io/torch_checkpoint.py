@@ -40,7 +40,7 @@ __all__ = ["UnsafeCheckpointError", "TensorView", "load", "load_tree", "save_sta
 
 MAX_PICKLE_BYTES = 256 * 2 ** 20   # data.pkl of a zip checkpoint; real ones are kilobytes.
 MAX_EXPANSION = 4                  # materialised tensor bytes / storage bytes present (shared views, ties).
-MAX_NODES = 1_000_000              # containers and leaves visited while walking the unpickled object.
+MAX_NODES = 200_000                # containers and leaves visited while walking the unpickled object.
 MAX_DEPTH = 200                    # container nesting.
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
