@@ -212,8 +212,10 @@ def _flip_bytes(path: pathlib.Path) -> None:
 
 
 def _truncate_data_files(step_dir: pathlib.Path) -> None:
+    """Empties every data file (cutting them in half is not always fatal: the layout of what a restore reads varies
+    between saves, and a restore that reads only intact bytes is correct and passes the digest)."""
     for path in step_dir.rglob('ocdbt.process_0/d/*'):
-        path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+        path.write_bytes(b'')
 
 
 @pytest.mark.parametrize('corrupt', ['flip', 'truncate', 'stray'])
