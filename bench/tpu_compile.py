@@ -28,8 +28,9 @@ import jax  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import configs  # noqa: E402
+sys.path.insert(0, str(ROOT / 'bench'))
 from qgan_jax import parallel, train  # noqa: E402
+from train_step import load_config  # noqa: E402  (bench/train_step.py)
 
 HBM_GIB = {'v4': 32, 'v5e': 16, 'v5p': 95, 'v6e': 32}
 DEFAULT_SLICES = 'v5e:2x2,v5e:2x4,v4:2x2x2,v6e:4x4'
@@ -40,11 +41,8 @@ DEFAULT_CONFIGS = ','.join(f'configs/{name}.py' for name in (
 
 
 def load(spec: str):
-    path, *assignments = spec.split(':')
-    config = configs.load(path)
-    for assignment in assignments:
-        configs.override(config, assignment)
-    return train.resolve_config(config)
+    """The resolved config of `path[:field=value ...]` (bench/train_step.py's spec syntax)."""
+    return train.resolve_config(load_config(spec))
 
 
 def compile_step(config, devices) -> dict:

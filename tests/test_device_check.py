@@ -1,21 +1,17 @@
 """bench/device_check.py: the prepared accelerator check runs end to end on the CPU (--cpu_smoke)."""
 
-import importlib.util
 import json
 import pathlib
-import sys
 
 import pytest
+
+from tests import bench_modules
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _device_check():
-    spec = importlib.util.spec_from_file_location("bench_device_check", ROOT / "bench" / "device_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here.
-    spec.loader.exec_module(module)
-    return module
+    return bench_modules.load("device_check")
 
 
 def _run(tmp_path, *argv):
@@ -64,10 +60,7 @@ def test_every_item_runs_in_smoke_mode(tmp_path):
 
 
 def _results_table():
-    spec = importlib.util.spec_from_file_location("bench_results_table", ROOT / "bench" / "results_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_modules.load("results_table")
 
 
 def test_results_table_marks_targets_met_missed_and_not_measured(tmp_path):

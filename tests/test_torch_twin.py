@@ -1,23 +1,19 @@
 """bench/torch_twin.py: the PyTorch twin computes the reference's layers (skipped where torch is absent)."""
 
-import importlib.util
-import pathlib
 
 import numpy as np
 import pytest
+
+from tests import bench_modules
 
 torch = pytest.importorskip("torch")
 
 from qgan_jax.layers import quaternion  # noqa: E402
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def _twin():
-    spec = importlib.util.spec_from_file_location("bench_torch_twin", ROOT / "bench" / "torch_twin.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_modules.load("torch_twin")
 
 
 def test_hamilton_kernel_matches_the_jax_layer():

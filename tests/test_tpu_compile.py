@@ -1,18 +1,15 @@
 """bench/tpu_compile.py: ahead-of-time TPU compilation of the training step (the full run needs libtpu)."""
 
 import importlib.util
-import pathlib
 
 import pytest
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+from tests import bench_modules
+
 
 
 def _tpu_compile():
-    spec = importlib.util.spec_from_file_location("bench_tpu_compile", ROOT / "bench" / "tpu_compile.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_modules.load("tpu_compile")
 
 
 def test_unknown_tpu_kind_is_a_one_line_error(capsys):
