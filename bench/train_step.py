@@ -193,6 +193,11 @@ def main(argv=None) -> int:
     print(f'# {jax.device_count()} x {device.device_kind} ({device.platform}), jax {jax.__version__}')
     paths = [p for p in args.configs.split(',') if p]
     results = []
+
+    def save(row: dict) -> None:  # After every row, so that a timed-out process keeps what it measured.
+        results.append(row)
+        if args.json:
+            pathlib.Path(args.json).write_text(json.dumps(results, indent=2) + '\n')
     header = (f'{"config":34s} {"batch":>5s} {"ms/iter":>9s} {"steps/s":>8s} {"img/s":>9s} {"GFLOP/it":>9s} '
               f'{"TFLOP/s":>8s} {"input ms":>8s} {"resident":>8s} {"compile s":>9s} {"1M it, h":>8s}')
     print(header)
@@ -201,6 +206,7 @@ def main(argv=None) -> int:
         for path in paths:
             r = bench_config(path, batch, args.n_critic, args.repeats, args.min_seconds, mesh)
             row.append(r)
+            save(r)
             print(f'{path:34s} {batch:5d} {r["ms_per_iter"]:9.2f} {r["steps_per_sec"]:8.2f} '
                   f'{r["images_per_sec"]:9.1f} {r["flops_per_iter"] / 1e9:9.2f} {r["achieved_tflops"]:8.3f} '
                   f'{r["input_ms"]:8.2f} {r["resident_input_ms"]:8.2f} {r["compile_s"]:9.1f} '
@@ -210,23 +216,20 @@ def main(argv=None) -> int:
             flop_ratio = first['flops_per_iter'] / second['flops_per_iter']
             print(f'  ratio {pathlib.Path(first["config"]).stem} / {pathlib.Path(second["config"]).stem} at batch '
                   f'{batch}: time {ratio:.3f}x, XLA FLOPs {flop_ratio:.3f}x')
-        results.extend(row)
     if args.largest_batch:
         start = int(args.batch.split(',')[-1])
         for path in paths:
             r = largest_batch(path, start, args.largest_batch, args.n_critic, args.repeats, args.min_seconds, mesh)
-            results.append(r)
+            save(r)
             limit = 'out of memory above it' if r['hit_oom'] else f'limit {args.largest_batch} reached'
             print(f'largest batch {path}: {r["batch"]} ({limit}): {r["ms_per_iter"]:.2f} ms/iter, '
                   f'{r["images_per_sec"]:.0f} images/s, {r["achieved_tflops"]:.3f} TFLOP/s', flush=True)
     if args.sample_batch:
         for path in paths:
             r = bench_sampling(path, args.sample_batch, args.repeats, args.min_seconds, mesh)
-            results.append(r)
+            save(r)
             print(f'sampling {path}: batch {args.sample_batch}: {r["sample_ms"]:.2f} ms, '
                   f'{r["sample_images_per_sec"]:.0f} images/s', flush=True)
-    if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(results, indent=2) + '\n')
     return 0 if all(math.isfinite(r.get('ms_per_iter', r.get('sample_ms', 0.0))) for r in results) else 1
 
 
