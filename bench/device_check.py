@@ -16,6 +16,12 @@ On the GPU machine (device tool; the wheels it lacks travel in the ignored .whl/
         carry=[".whl"], timeout_s=540)
 
     python bench/device_check.py --cpu_smoke --out=/tmp/dc     # the same driver on the CPU with tiny sizes
+
+Status after the 2026-12-04 window (bench/results/2026-12-04-nvidia-h200-check1.json): the next window first runs
+what is still unmeasured, in one call (a full item takes 40-120 s on the H200, most of it compiling):
+
+    --only=torch_twin,iteration_qsngan32_bf16,giu_cycle_fused_gp,iteration_qsngan128,iteration_phc4_sngan32,\
+iteration_gansformer,fid_features_f32,fid_features_tf32,largest_batch_qsngan32 --budget_s=450
 """
 
 from __future__ import annotations

@@ -69,6 +69,7 @@ def table(files: list[pathlib.Path]) -> str:
         result = json.loads(file.read_text())
         meta, rows = result['meta'], result['rows']
         lines += [f'**{meta["device"]}**, {meta["date"]}, jax {meta["jax"]} (`{file.relative_to(ROOT)}`):', '',
+                  *([f'_{meta["note"]}_', ''] if meta.get('note') else []),
                   '| target | bound | measured | |', '|---|---:|---:|---|']
         for name, form, bound, kind, value_of in TARGETS:
             value = value_of(rows)
