@@ -78,13 +78,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--slices', default=DEFAULT_SLICES, help='comma-separated TPU topologies (kind:shape)')
     parser.add_argument('--configs', default=DEFAULT_CONFIGS, help='comma-separated config[:field=value] specs')
-    parser.add_argument('--json', default='', help='also write the rows to this file')
+    parser.add_argument('--json', default='', help='also write the rows to this file, after every row; rows '
+                        'already in it are kept and their (slice, config) skipped, so a long matrix runs in pieces')
     args = parser.parse_args(argv)
     try:
         from jax.experimental import topologies
     except ImportError as error:  # pragma: no cover - jax always has it
         parser.error(f'jax.experimental.topologies is unavailable: {error}')
     rows, failures = [], 0
+    if args.json and pathlib.Path(args.json).is_file():
+        rows = json.loads(pathlib.Path(args.json).read_text())
+        failures = sum('error' in row or not row.get('fits', False) for row in rows)
+    done = {(row['slice'], row['config']) for row in rows}
+
+    def save(row: dict) -> None:
+        rows.append(row)
+        if args.json:
+            pathlib.Path(args.json).write_text(json.dumps(rows, indent=1) + '\n')
+
     print(f'{"slice":10s} {"chips":>5s} {"hosts":>5s} {"config":34s} {"batch":>5s} {"GiB/chip":>8s} {"HBM":>4s} '
           f'{"fits":>4s} {"XLA est. ms":>11s} {"GFLOP":>8s} {"compile s":>9s}', flush=True)
     for name in [s for s in args.slices.split(',') if s]:
@@ -98,6 +109,8 @@ def main(argv=None) -> int:
             return 1
         hosts = len({d.process_index for d in devices})
         for spec in [c for c in args.configs.split(',') if c]:
+            if (name, spec) in done:
+                continue
             config = load(spec)
             row = {'slice': name, 'chips': len(devices), 'hosts': hosts, 'config': spec,
                    'batch': config.train.batch_size, 'n_critic': config.train.n_critic, 'hbm_gib': HBM_GIB[kind]}
@@ -107,7 +120,7 @@ def main(argv=None) -> int:
                 failures += 1
                 row['error'] = f'{type(error).__name__}: {str(error).splitlines()[0][:300]}'
                 print(f'{name:10s} {len(devices):5d} {hosts:5d} {spec:34s} FAILED {row["error"]}', flush=True)
-                rows.append(row)
+                save(row)
                 continue
             gib = row['bytes_per_chip'] / 2 ** 30
             row['fits'] = gib <= HBM_GIB[kind]
@@ -116,9 +129,7 @@ def main(argv=None) -> int:
             print(f'{name:10s} {len(devices):5d} {hosts:5d} {spec:34s} {row["batch"]:5d} {gib:8.3f} '
                   f'{HBM_GIB[kind]:4d} {"yes" if row["fits"] else "NO":>4s} {estimate} '
                   f'{row["flops"] / 1e9:8.2f} {row["compile_s"]:9.1f}', flush=True)
-            rows.append(row)
-    if args.json:
-        pathlib.Path(args.json).write_text(json.dumps(rows, indent=1) + '\n')
+            save(row)
     return 1 if failures else 0
 
 
