@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
+from qgan_jax.layers.algebra import QUATERNION, REAL, Algebra
 from qgan_jax.models import dcgan, sngan
 
 _COMPONENTS = ("r", "i", "j", "k")
@@ -88,8 +89,8 @@ def _g_head(w: np.ndarray, b: np.ndarray, width: int) -> tuple[np.ndarray, np.nd
     return kernel, bias
 
 
-def _dummy_inputs(lookup: _Lookup, module: Any, is_generator: bool, family: str, algebra: str):
-    quaternion = algebra == "quaternion"
+def _dummy_inputs(lookup: _Lookup, module: Any, is_generator: bool, family: str, algebra: Algebra):
+    quaternion = algebra == QUATERNION
     if is_generator:
         if family == "sngan":
             w = lookup.arrays.get("fully_connect.weight")
@@ -117,13 +118,13 @@ def from_qgan_torch(state_dict: Mapping[str, Any], module: Any) -> dict:
     """Reference state dict -> the ``params`` and ``batch_stats`` that ``module.apply`` takes."""
     if isinstance(module, (sngan.Generator, sngan.Discriminator)):
         family = "sngan"
-    elif isinstance(module, (dcgan.Generator, dcgan.Discriminator)):
+    elif type(module) in (dcgan.Generator, dcgan.Discriminator):  # Not GIU-GAN's subclasses.
         family = "dcgan"
     else:
         raise TypeError(f"from_qgan_torch converts qgan_jax sngan / dcgan generators and "
                         f"discriminators, got {type(module).__name__}.")
     algebra = module.layers.algebra
-    if algebra == "phc":
+    if algebra not in (REAL, QUATERNION):
         raise ConversionError("eleGAN23/QGAN has no PHC models; only real and quaternion models import.")
     is_generator = isinstance(module, (sngan.Generator, dcgan.Generator))
     lookup = _Lookup(state_dict)
@@ -162,7 +163,7 @@ def from_qgan_torch(state_dict: Mapping[str, Any], module: Any) -> dict:
                 continue
         elif leaf == "kernel":
             transposed = kind == "conv_transpose"
-            if algebra == "quaternion":
+            if algebra == QUATERNION:
                 value = _quaternion_kernel(lookup, prefix, transposed)
             else:
                 w = lookup.get(f"{prefix}.weight_orig", f"{prefix}.weight")

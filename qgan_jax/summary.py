@@ -19,6 +19,7 @@ from absl import logging
 from clu import parameter_overview
 
 from qgan_jax import models
+from qgan_jax.layers.algebra import Algebra
 from qgan_jax.models import factorised_gan
 
 _FLOP_BATCH = 8  # FLOPs are measured on a batch of this size and reported per image.
@@ -107,7 +108,7 @@ def network_summary(config: Any) -> dict:
     summary = {
         "model": config.model.name,
         "algebra": config.model.algebra,
-        "phc_n": config.model.phc_n if config.model.algebra == "phc" else None,
+        "phc_n": Algebra.from_config(config.model).n,
         "resolution": config.model.resolution,
         "channels": config.model.channels,
         "generator_params": _count(g_vars["params"]),

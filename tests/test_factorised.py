@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 
 from qgan_jax import summary
+from qgan_jax.layers import base, real
 from qgan_jax.layers import factorised as fl
-from qgan_jax.layers import real
-from qgan_jax.models import common, dcgan, factorised_gan
+from qgan_jax.layers import quaternion as qt
+from qgan_jax.layers.algebra import QUATERNION, Algebra
+from qgan_jax.layers.factory import LayerFactory
+from qgan_jax.models import dcgan, factorised_gan
 from tests import numpy_reference as ref
 
 F64 = {"param_dtype": jnp.float64}
@@ -66,7 +69,7 @@ def _halves(variables):
 @pytest.mark.parametrize("k,s,lax_pads", [(4, 2, (2, 2)), (5, 2, (3, 2)), (3, 2, (2, 1)), (1, 2, (0, 1)),
                                           (5, 1, (2, 2)), (3, 1, (1, 1))])
 def test_same_transpose_padding_is_the_keras_table(k, s, lax_pads):
-    (p,), (op,) = fl.same_transpose_padding((k,), (s,), (1,))
+    (p,), (op,) = base.same_transpose_padding((k,), (s,), (1,))
     assert (k - 1 - p, k - 1 - p + op) == lax_pads  # GF §12
 
 
@@ -74,7 +77,7 @@ def test_same_transpose_padding_is_the_keras_table(k, s, lax_pads):
                                            ((1, 3), (2, 2)), ((5, 3), (1, 2)), ((2, 2), (2, 2))])
 def test_same_conv_transpose_matches_numpy(x64, rng, ksize, strides):
     x = rng.normal(size=(2, 4, 3, 3))
-    layer = fl.SameConvTranspose(5, ksize, strides=strides, padding="SAME", **F64)
+    layer = real.ConvTranspose(5, ksize, strides=strides, padding="SAME", **F64)
     variables = _random_variables(layer, jnp.asarray(x), rng)
     y = np.asarray(layer.apply(variables, jnp.asarray(x)))
     p = jax.tree.map(np.asarray, variables["params"])
@@ -84,8 +87,8 @@ def test_same_conv_transpose_matches_numpy(x64, rng, ksize, strides):
 
 def test_same_quaternion_conv_transpose_matches_conjugate_loop(x64, rng):
     x = rng.normal(size=(2, 3, 4, 8))
-    layer = fl.conv_transpose("quaternion", 12, (3, 3), strides=2, padding="SAME", **F64)
-    assert isinstance(layer, fl.SameQuaternionConvTranspose)
+    layer = QUATERNION.conv_transpose(12, (3, 3), strides=2, padding="SAME", **F64)
+    assert isinstance(layer, qt.QuaternionConvTranspose)
     variables = _random_variables(layer, jnp.asarray(x), rng)
     y = np.asarray(layer.apply(variables, jnp.asarray(x)))
     w, b = (np.asarray(variables["params"][k]) for k in ("kernel", "bias"))
@@ -96,7 +99,7 @@ def test_same_quaternion_conv_transpose_matches_conjugate_loop(x64, rng):
 
 def test_same_conv_transpose_keeps_pytorch_int_padding(x64, rng):
     x = rng.normal(size=(1, 3, 3, 2))
-    layer = fl.SameConvTranspose(3, (4, 4), strides=2, padding=1, **F64)
+    layer = real.ConvTranspose(3, (4, 4), strides=2, padding=1, **F64)
     variables = _random_variables(layer, jnp.asarray(x), rng)
     p = jax.tree.map(np.asarray, variables["params"])
     expected = _np_torch_conv_transpose(x, p["kernel"], (2, 2), (1, 1), (0, 0), p["bias"])
@@ -150,7 +153,7 @@ def test_clean_factorised_transpose_matches_numpy_and_the_naive_size(x64, rng, k
     y = np.asarray(layer.apply(variables, jnp.asarray(x)))
     first, second = _halves(variables)
     sh, sw = (strides,) * 2 if isinstance(strides, int) else strides
-    naive = fl.SameConvTranspose(5, (k, k), strides=strides, padding=padding, output_padding=output_padding)
+    naive = real.ConvTranspose(5, (k, k), strides=strides, padding=padding, output_padding=output_padding)
     naive_shape = jax.eval_shape(lambda: naive.init_with_output(jax.random.key(0), jnp.asarray(x))[0]).shape
     assert y.shape == naive_shape  # nothing between the halves changes the geometry
     if padding == "SAME":
@@ -197,7 +200,7 @@ def test_factorised_pairs_compose_with_the_algebra_switch(x64, rng):
     """A factorised quaternion pair is two quaternion convs; PHC and spectral norm give valid layers too."""
     x = rng.normal(size=(2, 3, 3, 8))
     layer = fl.FactorisedConvTranspose(12, 3, variant="factorised", strides=2, padding=1, output_padding=1,
-                                       algebra="quaternion", layer_kwargs=F64)
+                                       algebra=QUATERNION, layer_kwargs=F64)
     variables = _random_variables(layer, jnp.asarray(x), rng)
     first, second = _halves(variables)
     assert first["kernel"].shape == (4, 3, 1, 2, 3) and second["kernel"].shape == (4, 1, 3, 3, 3)
@@ -207,7 +210,7 @@ def test_factorised_pairs_compose_with_the_algebra_switch(x64, rng):
                                 ref.quaternion_tap(second["kernel"], conjugate=True), 12) + second["bias"]
     np.testing.assert_allclose(layer.apply(variables, jnp.asarray(x)), h, atol=1e-12)
 
-    pair = fl.FactorisedConv(6, 5, variant="factorised_keras", algebra="phc", phc_n=3, spectral_norm=True)
+    pair = fl.FactorisedConv(6, 5, variant="factorised_keras", algebra=Algebra("phc", 3), spectral_norm=True)
     shapes = jax.eval_shape(lambda: pair.init(jax.random.key(0), jnp.zeros((1, 6, 6, 3))))
     assert set(shapes["params"]["first"]["layer"]) == {"A", "F", "bias"}
     assert shapes["params"]["second"]["layer"]["F"].shape == (3, 1, 5, 2, 2)
@@ -221,7 +224,7 @@ def test_factorised_layer_errors_are_clear():
     with pytest.raises(ValueError, match="'factorised_keras' pads both halves Keras-style"):
         jax.eval_shape(lambda: fl.FactorisedConvTranspose(2, 4, strides=2, padding=1).init(jax.random.key(0), x))
     with pytest.raises(ValueError, match="output_padding must be 0 with padding 'SAME'"):
-        layer = fl.SameConvTranspose(2, (3, 3), strides=2, padding="SAME", output_padding=1)
+        layer = real.ConvTranspose(2, (3, 3), strides=2, padding="SAME", output_padding=1)
         jax.eval_shape(lambda: layer.init(jax.random.key(0), x))
 
 
@@ -324,7 +327,7 @@ def test_build_errors_name_the_field():
 
 @pytest.mark.parametrize("algebra", ["real", "quaternion"])
 def test_dcgan_factorised_generator(algebra):
-    layers = common.Layers(algebra=algebra, init="normal")
+    layers = LayerFactory(Algebra(algebra), init="normal")
     z = jnp.zeros((2, 128))
     counts, images = {}, {}
     for factorised in (False, True):

@@ -22,7 +22,7 @@ from qgan_jax.layers.normalization import SpectralNorm
         (qt.QuaternionConv(8, (3, 3)), (5, 5, 8), r"QuaternionConv: a 2-D kernel needs input of rank 4"),
         (phc.PHConv(2, 8, (3,)), (1, 5, 5, 8), r"PHConv: a 1-D kernel needs input of rank 3"),
         (qt.QuaternionConvTranspose(8, (4, 4), strides=2, output_padding=2), (1, 3, 3, 8), r"output_padding"),
-        (qt.QuaternionConvTranspose(8, (4, 4), padding="SAME"), (1, 3, 3, 8), r"PyTorch meaning"),
+        (qt.QuaternionConvTranspose(8, (4, 4), padding="VALID"), (1, 3, 3, 8), r"PyTorch meaning"),
         (qt.QuaternionConv(8, (3, 3), padding="FULL"), (1, 5, 5, 8), r"padding must be"),
         (qt.QuaternionConv(8, (3, 3), strides=(1, 2, 3)), (1, 5, 5, 8), r"strides must be"),
         (phc.PHConv(0, 8, (3, 3)), (1, 5, 5, 8), r"n must be a positive int"),
@@ -83,16 +83,17 @@ def test_jit_and_grad(dtype, make):
         ("phc", 3, (phc.PHConv, phc.PHConvTranspose, phc.PHDense)),
 ])
 def test_algebra_switch(name, n, cls):
-    layers = (algebra.conv(name, 12, (3, 3), phc_n=n, padding=1, init_criterion="he"),
-              algebra.conv_transpose(name, 12, (4, 4), phc_n=n, strides=2, padding=1),
-              algebra.dense(name, 12, phc_n=n))
+    value = algebra.Algebra(name, n)
+    layers = (value.conv(12, (3, 3), padding=1, init_criterion="he"),
+              value.conv_transpose(12, (4, 4), strides=2, padding=1),
+              value.dense(12))
     for layer, expected in zip(layers, cls):
         assert type(layer) is expected
-    assert algebra.channel_multiple(name, n) == {"real": 1, "quaternion": 4, "phc": 3}[name]
+    assert value.multiple == {"real": 1, "quaternion": 4, "phc": 3}[name]
 
 
 def test_algebra_switch_errors():
     with pytest.raises(ValueError, match="allowed: real, quaternion, phc"):
-        algebra.conv("octonion", 8, (3, 3))
+        algebra.Algebra("octonion").conv(8, (3, 3))
     with pytest.raises(ValueError, match="phc_n"):
-        algebra.dense("phc", 8)
+        algebra.Algebra("phc").dense(8)

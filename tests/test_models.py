@@ -11,6 +11,8 @@ import pytest
 
 from configs import base
 from qgan_jax import models
+from qgan_jax.layers.algebra import QUATERNION
+from qgan_jax.layers.factory import LayerFactory
 from qgan_jax.models import common, sngan
 from tests import numpy_reference as ref
 from tests.test_normalization import _qbn_reference
@@ -165,7 +167,7 @@ def _relu(x):
 
 @pytest.fixture
 def qlayers():
-    return common.Layers(algebra="quaternion", init="normal")
+    return LayerFactory(QUATERNION, init="normal")
 
 
 def test_residual_g_up_block(x64, rng, qlayers):

@@ -9,6 +9,7 @@ import pytest
 
 from qgan_jax.layers import quaternion as qt
 from qgan_jax.layers import stylegan as sg
+from qgan_jax.layers.algebra import QUATERNION, Algebra
 from tests import numpy_reference as ref
 
 F = (1, 3, 3, 1)
@@ -180,7 +181,7 @@ def test_modulated_conv_matches_per_sample_reference(rng, up, demodulate):
 
 
 def test_quaternion_modulated_conv_is_a_per_sample_quaternion_conv(rng):
-    layer = sg.ModulatedConv(8, 3, algebra="quaternion")
+    layer = sg.ModulatedConv(8, 3, algebra=QUATERNION)
     x = rng.normal(size=(2, 4, 4, 8)).astype(np.float32)
     w = rng.normal(size=(2, 6)).astype(np.float32)
     variables = numpy_variables(layer, jnp.asarray(x), jnp.asarray(w))
@@ -209,7 +210,7 @@ def test_quaternion_modulated_conv_is_a_per_sample_quaternion_conv(rng):
 
 
 def test_phc_modulated_conv_runs_and_demodulates_per_unit(rng):
-    layer = sg.ModulatedConv(6, 3, algebra="phc", phc_n=3)
+    layer = sg.ModulatedConv(6, 3, algebra=Algebra("phc", 3))
     x = jnp.asarray(rng.normal(size=(2, 4, 4, 6)), jnp.float32)
     w = jnp.asarray(rng.normal(size=(2, 5)), jnp.float32)
     variables = numpy_variables(layer, x, w)
@@ -229,7 +230,7 @@ def test_phc_modulated_conv_runs_and_demodulates_per_unit(rng):
 
 
 def test_modulated_conv_rejects_channels_outside_the_algebra():
-    layer = sg.ModulatedConv(6, 3, algebra="quaternion")
+    layer = sg.ModulatedConv(6, 3, algebra=QUATERNION)
     with pytest.raises(ValueError, match="features = 6 must be a multiple of 4"):
         jax.eval_shape(lambda: layer.init(jax.random.PRNGKey(0), jnp.zeros((1, 4, 4, 8)), jnp.zeros((1, 3))))
 
@@ -277,7 +278,7 @@ def test_minibatch_stddev_groups_stay_within_batch_halves(rng):
 
 @pytest.mark.parametrize("algebra,channels", [("real", 3), ("quaternion", 4)])
 def test_resnet_discriminator_contract(rng, algebra, channels):
-    disc = sg.ResnetDiscriminator(16, channel_base=128, channel_max=16, algebra=algebra)
+    disc = sg.ResnetDiscriminator(16, channel_base=128, channel_max=16, algebra=Algebra(algebra))
     images = jnp.asarray(rng.uniform(-1, 1, size=(4, 16, 16, channels)), jnp.float32)
     variables = numpy_variables(disc, images)
     assert set(variables["params"]) == {"b16", "b8", "conv", "fc", "out"}

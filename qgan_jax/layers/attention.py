@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
+from qgan_jax.layers.algebra import REAL, Algebra
+from qgan_jax.layers.normalization import build_layer
 from qgan_jax.layers.stylegan import EqualizedDense
 
 Array = jax.Array
@@ -220,16 +222,12 @@ class SelfAttention(nn.Module):
     Submodules: ``query``, ``key``, ``value``; param ``gamma ()``.
     """
     reduction: int = 8
-    algebra: str = "real"
-    phc_n: Optional[int] = None
+    algebra: Algebra = REAL
     spectral_norm: bool = False
     dtype: Optional[object] = None
 
     def _conv(self, features: int, name: str):
-        from qgan_jax.layers import algebra as algebra_lib
-        from qgan_jax.layers.normalization import build_layer
-        return build_layer(lambda **p: algebra_lib.conv(self.algebra, features, (1, 1), phc_n=self.phc_n,
-                                                        padding=0, dtype=self.dtype, **p),
+        return build_layer(lambda **p: self.algebra.conv(features, (1, 1), padding=0, dtype=self.dtype, **p),
                            name, self.spectral_norm)
 
     @nn.compact

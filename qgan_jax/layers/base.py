@@ -240,10 +240,23 @@ class ConvLayer(nn.Module):
         return y + bias if bias is not None else y
 
 
+def same_transpose_padding(kernel_size: Sequence[int], strides: Sequence[int],
+                           dilation: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Keras 'same' transposed conv (output = input * stride) as PyTorch ``(padding, output_padding)`` per dim."""
+    pads, output_pads = [], []
+    for k, s, d in zip(kernel_size, strides, dilation):
+        k_eff = d * (k - 1) + 1
+        pad_lo = max(k_eff - s, 0) // 2
+        pads.append(pad_lo)
+        output_pads.append(s - k_eff + 2 * pad_lo)
+    return tuple(pads), tuple(output_pads)
+
+
 class ConvTransposeLayer(ConvLayer):
     """Base of the transposed convolutions (PyTorch ``ConvTranspose`` meaning, see module doc).
 
-    ``padding`` and ``output_padding``: an int or one int per spatial dimension.
+    ``padding`` and ``output_padding``: an int or one int per spatial dimension (PyTorch meaning), or
+    ``padding='SAME'`` with Keras ``Conv2DTranspose`` geometry (output = input * stride, ``output_padding`` 0).
     """
     _: dataclasses.KW_ONLY
     padding: IntOrSeq = 0
@@ -255,11 +268,17 @@ class ConvTransposeLayer(ConvLayer):
         owner = layer_label(self)
         strides = as_tuple(self.strides, self.ndim, "strides", owner)
         dilation = as_tuple(self.kernel_dilation, self.ndim, "kernel_dilation", owner)
-        if isinstance(self.padding, str):
-            raise ValueError(f"{owner}: transposed-convolution padding is an int or one int per spatial "
-                             f"dimension (PyTorch meaning), got {self.padding!r}.")
-        padding = as_tuple(self.padding, self.ndim, "padding", owner)
         output_padding = as_tuple(self.output_padding, self.ndim, "output_padding", owner)
+        if isinstance(self.padding, str):
+            if self.padding.upper() != "SAME":
+                raise ValueError(f"{owner}: transposed-convolution padding is 'SAME' (Keras meaning), an int or one "
+                                 f"int per spatial dimension (PyTorch meaning), got {self.padding!r}.")
+            if any(output_padding):
+                raise ValueError(f"{owner}: output_padding must be 0 with padding 'SAME' (the output is input * "
+                                 f"stride), got {self.output_padding}.")
+            padding, output_padding = same_transpose_padding(tuple(self.kernel_size), strides, dilation)
+            return conv_transpose(x, kernel, strides, padding, output_padding, dilation, self.precision)
+        padding = as_tuple(self.padding, self.ndim, "padding", owner)
         for s, d, op in zip(strides, dilation, output_padding):
             if not (0 <= op < max(s, d)):
                 raise ValueError(f"{owner}: output_padding {output_padding} must be smaller than the stride "

@@ -14,7 +14,7 @@ The halves come from the ``algebra`` switch (real, quaternion, PHC-n), so a fact
 a valid layer. Params: ``first`` (the ``(kh, 1)`` half, in -> features) and ``second`` (the ``(1, kw)`` half,
 features -> features), each holding its algebra layer's params (under ``first/layer`` with ``spectral_norm``).
 
-Transposed convolutions here also accept ``padding='SAME'`` with Keras / TF meaning (output = input * stride):
+Transposed convolutions (``base.ConvTransposeLayer``) also accept ``padding='SAME'`` with Keras / TF meaning (output = input * stride):
 the PyTorch-meaning scatter with ``p = pad_lo`` and ``output_padding = s - k_eff + 2 pad_lo`` (possibly -1, i.e.
 one more row cropped at the end), where ``pad_lo = max(k_eff - s, 0) // 2`` is the low 'SAME' padding of the
 forward convolution and ``k_eff = d (k - 1) + 1``. In lax terms the padding is ``(k_eff - 1 - pad_lo,
@@ -24,14 +24,13 @@ s - 1 + pad_lo)``: k4 s2 -> (2, 2), k5 s2 -> (3, 2), k3 s2 -> (2, 1), k1 s2 -> (
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Union
 
 import jax
 from flax import linen as nn
 
-from qgan_jax.layers import algebra as algebra_lib
-from qgan_jax.layers import base, phc, real
-from qgan_jax.layers import quaternion as qt
+from qgan_jax.layers import base
+from qgan_jax.layers.algebra import REAL, Algebra
 from qgan_jax.layers.normalization import build_layer
 
 Array = jax.Array
@@ -39,58 +38,15 @@ Array = jax.Array
 VARIANTS = ("factorised_keras", "factorised")
 
 
-def same_transpose_padding(kernel_size: Sequence[int], strides: Sequence[int],
-                           dilation: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Keras 'same' transposed conv as PyTorch-meaning ``(padding, output_padding)`` per dimension."""
-    pads, output_pads = [], []
-    for k, s, d in zip(kernel_size, strides, dilation):
-        k_eff = d * (k - 1) + 1
-        pad_lo = max(k_eff - s, 0) // 2
-        pads.append(pad_lo)
-        output_pads.append(s - k_eff + 2 * pad_lo)
-    return tuple(pads), tuple(output_pads)
-
-
-class _SamePadding:
-    """Mixin for ``base.ConvTransposeLayer``: ``padding='SAME'`` with Keras meaning, ints as before."""
-
-    def _run(self, x: Array, kernel: Array) -> Array:
-        if not isinstance(self.padding, str):
-            return super()._run(x, kernel)
-        owner = base.layer_label(self)
-        if self.padding.upper() != "SAME":
-            raise ValueError(f"{owner}: transposed-convolution padding is 'SAME' (Keras meaning), an int or one "
-                             f"int per spatial dimension (PyTorch meaning), got {self.padding!r}.")
-        strides = base.as_tuple(self.strides, self.ndim, "strides", owner)
-        dilation = base.as_tuple(self.kernel_dilation, self.ndim, "kernel_dilation", owner)
-        if any(base.as_tuple(self.output_padding, self.ndim, "output_padding", owner)):
-            raise ValueError(f"{owner}: output_padding must be 0 with padding 'SAME' (the output is input * "
-                             f"stride), got {self.output_padding}.")
-        padding, output_padding = same_transpose_padding(tuple(self.kernel_size), strides, dilation)
-        return base.conv_transpose(x, kernel, strides, padding, output_padding, dilation, self.precision)
-
-
-class SameConvTranspose(_SamePadding, real.ConvTranspose):
-    """``real.ConvTranspose`` that also takes ``padding='SAME'`` (Keras ``Conv2DTranspose`` geometry)."""
-
-
-class SameQuaternionConvTranspose(_SamePadding, qt.QuaternionConvTranspose):
-    """``QuaternionConvTranspose`` that also takes ``padding='SAME'`` (Keras geometry)."""
-
-
-class SamePHConvTranspose(_SamePadding, phc.PHConvTranspose):
-    """``PHConvTranspose`` that also takes ``padding='SAME'`` (Keras geometry)."""
-
-
-def conv_transpose(algebra: str, features: int, kernel_size, *, phc_n: Optional[int] = None, **kwargs):
-    """``algebra.conv_transpose`` whose layer also accepts ``padding='SAME'`` (Keras meaning)."""
-    algebra_lib.check_algebra(algebra, phc_n)
-    if algebra == "quaternion":
-        return SameQuaternionConvTranspose(features, kernel_size, **kwargs)
-    kwargs = {k: v for k, v in kwargs.items() if k != "init_criterion"}
-    if algebra == "phc":
-        return SamePHConvTranspose(phc_n, features, kernel_size, **kwargs)
-    return SameConvTranspose(features, kernel_size, **kwargs)
+def variant_of(factorised: Union[bool, str, None]) -> Optional[str]:
+    """False / None / '' / 'naive' -> None (unfactorised); True -> 'factorised'; a variant name -> itself."""
+    if factorised is True:
+        return "factorised"
+    if not factorised or factorised == "naive":
+        return None
+    if factorised not in VARIANTS:
+        raise ValueError(f"model.factorised must be a bool or one of {', '.join(VARIANTS)}, got {factorised!r}.")
+    return factorised
 
 
 class FactorisedConv(nn.Module):
@@ -105,8 +61,7 @@ class FactorisedConv(nn.Module):
     kernel_size: base.IntOrSeq
     _: dataclasses.KW_ONLY
     variant: str = "factorised_keras"
-    algebra: str = "real"
-    phc_n: Optional[int] = None
+    algebra: Algebra = REAL
     strides: base.IntOrSeq = 1
     padding: base.PaddingLike = "SAME"
     use_bias: bool = True
@@ -115,7 +70,7 @@ class FactorisedConv(nn.Module):
     layer_kwargs: Optional[Mapping[str, Any]] = None
 
     def _make_half(self, features: int, kernel_size: tuple[int, int], **kw) -> nn.Module:
-        return algebra_lib.conv(self.algebra, features, kernel_size, phc_n=self.phc_n, **kw)
+        return self.algebra.conv(features, kernel_size, **kw)
 
     def _split_padding(self, owner: str) -> tuple[dict, dict]:
         """Padding keyword arguments of the two halves."""
@@ -165,7 +120,7 @@ class FactorisedConvTranspose(FactorisedConv):
     output_padding: base.IntOrSeq = 0
 
     def _make_half(self, features: int, kernel_size: tuple[int, int], **kw) -> nn.Module:
-        return conv_transpose(self.algebra, features, kernel_size, phc_n=self.phc_n, **kw)
+        return self.algebra.conv_transpose(features, kernel_size, **kw)
 
     def _split_padding(self, owner: str) -> tuple[dict, dict]:
         if isinstance(self.padding, str):

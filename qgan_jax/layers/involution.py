@@ -25,8 +25,8 @@ import jax.numpy as jnp
 from flax import linen as nn
 from jax import lax
 
-from qgan_jax.layers import algebra as algebra_lib
 from qgan_jax.layers import base
+from qgan_jax.layers.algebra import REAL, Algebra
 from qgan_jax.layers.normalization import build_layer
 from qgan_jax.layers.rbn import BatchNorm
 
@@ -52,38 +52,31 @@ def torch_linear_init() -> Callable:
 @dataclasses.dataclass(frozen=True)
 class _Factory:
     """Builds the channel-mixing sublayers of one algebra, optionally spectrally normalised."""
-    algebra: str
-    phc_n: Optional[int]
+    algebra: Algebra
     spectral_norm: bool
     kernel_init: Any
     dtype: Any
     precision: Any
 
     def _kwargs(self, bias: bool, bias_init: Any, default_init: Callable) -> dict:
-        kwargs = {"use_bias": bias, "bias_init": bias_init, "dtype": self.dtype, "precision": self.precision}
-        if self.algebra == "real":
-            kwargs["kernel_init"] = self.kernel_init if self.kernel_init is not None else default_init
-        elif self.algebra == "quaternion" and self.kernel_init is not None:
-            kwargs["kernel_init"] = self.kernel_init
-        return kwargs
+        real_kernel = self.kernel_init if self.kernel_init is not None else default_init
+        return {"use_bias": bias, "bias_init": bias_init, "dtype": self.dtype, "precision": self.precision,
+                **self.algebra.init_kwargs(real_kernel=real_kernel, hypercomplex_kernel=self.kernel_init)}
 
     def _build(self, make: Callable[..., nn.Module], name: str) -> Callable[[Array, bool], Array]:
         return build_layer(make, name, self.spectral_norm)
 
     def conv1x1(self, features: int, *, name: str, bias: bool) -> Callable[[Array, bool], Array]:
         kwargs = self._kwargs(bias, "zeros", kaiming_normal_fan_out())
-        return self._build(lambda **p: algebra_lib.conv(self.algebra, features, (1, 1), phc_n=self.phc_n,
-                                                        padding="VALID", **kwargs, **p), name)
+        return self._build(lambda **p: self.algebra.conv(features, (1, 1), padding="VALID", **kwargs, **p), name)
 
     def dense(self, features: int, *, name: str) -> Callable[[Array, bool], Array]:
         kwargs = self._kwargs(True, "torch", torch_linear_init())
-        return self._build(lambda **p: algebra_lib.dense(self.algebra, features, phc_n=self.phc_n,
-                                                         **kwargs, **p), name)
+        return self._build(lambda **p: self.algebra.dense(features, **kwargs, **p), name)
 
 
 def _factory(module: nn.Module) -> _Factory:
-    algebra_lib.check_algebra(module.algebra, module.phc_n if module.algebra == "phc" else None)
-    return _Factory(module.algebra, module.phc_n if module.algebra == "phc" else None, module.spectral_norm,
+    return _Factory(module.algebra, module.spectral_norm,
                     module.kernel_init, module.dtype, module.precision)
 
 
@@ -103,8 +96,7 @@ class Involution(nn.Module):
     group_channels: int = 16
     reduction: int = 4
     _: dataclasses.KW_ONLY
-    algebra: str = "real"
-    phc_n: Optional[int] = None
+    algebra: Algebra = REAL
     spectral_norm: bool = False
     kernel_init: Any = None
     bn_momentum: float = 0.1
@@ -177,8 +169,7 @@ class SqueezeExcite(nn.Module):
     """
     reduction: int = 16
     _: dataclasses.KW_ONLY
-    algebra: str = "real"
-    phc_n: Optional[int] = None
+    algebra: Algebra = REAL
     spectral_norm: bool = False
     kernel_init: Any = None
     dtype: Optional[Any] = None
@@ -210,8 +201,7 @@ class GIU(nn.Module):
     reduction: int = 4
     se_reduction: int = 16
     _: dataclasses.KW_ONLY
-    algebra: str = "real"
-    phc_n: Optional[int] = None
+    algebra: Algebra = REAL
     spectral_norm: bool = False
     kernel_init: Any = None
     dtype: Optional[Any] = None
@@ -219,7 +209,7 @@ class GIU(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
-        shared = dict(algebra=self.algebra, phc_n=self.phc_n, spectral_norm=self.spectral_norm,
+        shared = dict(algebra=self.algebra, spectral_norm=self.spectral_norm,
                       kernel_init=self.kernel_init, dtype=self.dtype, precision=self.precision)
         x = SqueezeExcite(self.se_reduction, name="se", **shared)(x, train=train)
         return Involution(self.kernel_size, 1, self.group_channels, self.reduction, name="involution",

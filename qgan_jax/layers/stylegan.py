@@ -31,9 +31,7 @@ import numpy as np
 from flax import linen as nn
 from jax import lax
 
-from qgan_jax.layers import algebra as algebra_lib
-from qgan_jax.layers import phc
-from qgan_jax.layers import quaternion as qt
+from qgan_jax.layers.algebra import REAL, Algebra
 
 Array = jax.Array
 
@@ -156,35 +154,6 @@ def _normal(scale: float):
     return init
 
 
-def algebra_kernel(module: nn.Module, algebra: str, phc_n: Optional[int], spatial: Sequence[int],
-                   in_features: int, features: int, lr_multiplier: float = 1.0,
-                   owner: str = "layer") -> tuple[Array, float]:
-    """Creates the parameters of an algebra kernel with unit-variance entries (times 1/lr_multiplier).
-
-    Returns ``(kernel (*spatial, in, out), variance)``: ``variance`` is that of one assembled entry at unit
-    parameter scale (1 for real and quaternion kernels, n for PHC-n: ``sum_s A_s F_s`` of n products), so
-    ``kernel * gain * lr_multiplier / sqrt(fan_in * variance)`` is the equalised kernel.
-    Params: real ``kernel (*spatial, in, out)``; quaternion ``kernel (4, *spatial, in/4, out/4)``;
-    PHC ``A (n, n, n)`` and ``F (n, *spatial, in/n, out/n)``.
-    """
-    phc_n = phc_n if algebra == "phc" else None
-    multiple = algebra_lib.channel_multiple(algebra, phc_n)
-    for what, size in (("input channels", in_features), ("features", features)):
-        if size % multiple:
-            raise ValueError(f"{owner}: {what} = {size} must be a multiple of {multiple} for algebra {algebra!r}.")
-    init = _normal(1.0 / lr_multiplier)
-    spatial = tuple(spatial)
-    if algebra == "real":
-        return module.param("kernel", init, (*spatial, in_features, features)), 1.0
-    if algebra == "quaternion":
-        w = module.param("kernel", init, (4, *spatial, in_features // 4, features // 4))
-        return qt.hamilton_kernel(w), 1.0
-    n = phc_n
-    a = module.param("A", _normal(1.0), (n, n, n))
-    f = module.param("F", init, (n, *spatial, in_features // n, features // n))
-    return phc.phc_kernel(a, f), float(n)
-
-
 class EqualizedDense(nn.Module):
     """Equalised-lr fully-connected layer (real) on the last axis: ``act(x W c + b lrmul) * gain``.
 
@@ -217,12 +186,11 @@ class EqualizedConv(nn.Module):
     """Equalised-lr 2-D convolution of any algebra with optional x2 FIR up / down-sampling.
 
     x: ``(N, H, W, in)`` -> ``(N, H*up/down, W*up/down, features)``, ``act(conv(x) + b) * gain``.
-    Params: the algebra kernel (see :func:`algebra_kernel`) and ``bias (features,)``.
+    Params: the algebra kernel (see ``Algebra.equalized_kernel``) and ``bias (features,)``.
     """
     features: int
     kernel_size: int = 3
-    algebra: str = "real"
-    phc_n: Optional[int] = None
+    algebra: Algebra = REAL
     use_bias: bool = True
     act: str = "linear"
     gain: float = 1.0
@@ -233,8 +201,8 @@ class EqualizedConv(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         k = self.kernel_size
-        kernel, variance = algebra_kernel(self, self.algebra, self.phc_n, (k, k), x.shape[-1], self.features,
-                                          owner=f"EqualizedConv '{self.name}'")
+        kernel, variance = self.algebra.equalized_kernel(self, (k, k), x.shape[-1], self.features,
+                                                         owner=f"EqualizedConv '{self.name}'")
         kernel = kernel / math.sqrt(k * k * x.shape[-1] * variance)
         y = conv2d_resample(x, kernel, self.resample_filter, self.up, self.down)
         bias = self.param("bias", nn.initializers.zeros_init(), (self.features,)) if self.use_bias else None
@@ -257,17 +225,15 @@ class ModulatedConv(nn.Module):
     demodulate: bool = True
     modulate: bool = True
     up: int = 1
-    algebra: str = "real"
-    phc_n: Optional[int] = None
+    algebra: Algebra = REAL
     resample_filter: Sequence[float] = FIR_FILTER
 
     @nn.compact
     def __call__(self, x: Array, w: Array) -> Array:
         in_features, k = x.shape[-1], self.kernel_size
-        phc_n = self.phc_n if self.algebra == "phc" else None
-        multiple = algebra_lib.channel_multiple(self.algebra, phc_n)
-        kernel, variance = algebra_kernel(self, self.algebra, phc_n, (k, k), in_features, self.features,
-                                          owner=f"ModulatedConv '{self.name}'")
+        multiple = self.algebra.multiple
+        kernel, variance = self.algebra.equalized_kernel(self, (k, k), in_features, self.features,
+                                                         owner=f"ModulatedConv '{self.name}'")
         kernel = kernel / math.sqrt(k * k * in_features * variance)
         if not self.modulate:
             return conv2d_resample(x, kernel, self.resample_filter, self.up)
@@ -357,13 +323,12 @@ class DiscriminatorBlock(nn.Module):
     in_features: int
     features: int
     stem: bool = False
-    algebra: str = "real"
-    phc_n: Optional[int] = None
+    algebra: Algebra = REAL
     resample_filter: Sequence[float] = FIR_FILTER
 
     @nn.compact
     def __call__(self, x: Array) -> Array:
-        kw = dict(algebra=self.algebra, phc_n=self.phc_n, resample_filter=self.resample_filter)
+        kw = dict(algebra=self.algebra, resample_filter=self.resample_filter)
         if self.stem:
             x = EqualizedConv(self.in_features, 1, act="lrelu", name="fromrgb", **kw)(x)
         gain = math.sqrt(0.5)
@@ -383,8 +348,7 @@ class ResnetDiscriminator(nn.Module):
     resolution: int
     channel_base: int = 32768
     channel_max: int = 512
-    algebra: str = "real"
-    phc_n: Optional[int] = None
+    algebra: Algebra = REAL
     mbstd_group_size: int = 4
     mbstd_num_channels: int = 0
     resample_filter: Sequence[float] = FIR_FILTER
@@ -398,7 +362,7 @@ class ResnetDiscriminator(nn.Module):
         if images.shape[1:3] != (self.resolution, self.resolution):
             raise ValueError(f"ResnetDiscriminator: expected ({self.resolution}, {self.resolution}) images, "
                              f"got shape {tuple(images.shape)}.")
-        kw = dict(algebra=self.algebra, phc_n=self.phc_n)
+        kw = dict(algebra=self.algebra)
         ch = lambda r: channels_at(r, self.channel_base, self.channel_max)  # noqa: E731
         x = images
         for r in [2 ** i for i in range(log2, 2, -1)]:
@@ -406,16 +370,16 @@ class ResnetDiscriminator(nn.Module):
                                    resample_filter=self.resample_filter, name=f"b{r}", **kw)(x)
         if self.resolution == 4:
             x = EqualizedConv(ch(4), 1, act="lrelu", name="fromrgb", **kw)(x)
-        phc_n = self.phc_n if self.algebra == "phc" else None
-        mbstd = self.mbstd_num_channels or algebra_lib.channel_multiple(self.algebra, phc_n)
+        multiple = self.algebra.multiple
+        mbstd = self.mbstd_num_channels or multiple
         if self.mbstd_group_size > 1:
             x = minibatch_stddev(x, self.mbstd_group_size, mbstd)
         else:
             mbstd = 0
         c = ch(4)
-        if (c + mbstd) % algebra_lib.channel_multiple(self.algebra, phc_n):
+        if (c + mbstd) % multiple:
             raise ValueError(f"ResnetDiscriminator: mbstd_num_channels = {mbstd} makes the epilogue conv input "
-                             f"({c + mbstd}) indivisible by the {self.algebra!r} channel multiple.")
+                             f"({c + mbstd}) indivisible by the {self.algebra.describe()} channel multiple.")
         x = EqualizedConv(c, 3, act="lrelu", name="conv", **kw)(x)
         x = EqualizedDense(c, act="lrelu", name="fc")(x.reshape(x.shape[0], -1))
         return EqualizedDense(1, name="out")(x)[:, 0]

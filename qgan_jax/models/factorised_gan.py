@@ -29,126 +29,33 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from typing import Any, Callable, Optional, Union
+from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from qgan_jax.layers import algebra as algebra_lib
 from qgan_jax.layers import factorised as factorised_lib
-from qgan_jax.layers import real
-from qgan_jax.layers.normalization import QuaternionBatchNorm, build_layer
-from qgan_jax.models import common
+from qgan_jax.layers.factory import LayerFactory
+from qgan_jax.layers.normalization import LayerFn
 
 Array = jax.Array
-LayerFn = common.LayerFn
 
 LAYOUTS = ("mnist", "cifar10")
 MODEL_VARIANTS = ("naive",) + factorised_lib.VARIANTS
 LEAKY_SLOPE = 0.3  # Keras LeakyReLU default.
 
 
-def glorot_uniform() -> Callable:
-    """Keras' default kernel init, U(+-sqrt(6 / (fan_in + fan_out))) on ``(*k, in, out)``, sampled flat."""
-    def init(key, shape, dtype=jnp.float32):
-        receptive = math.prod(shape[:-2])
-        limit = math.sqrt(6.0 / (receptive * (shape[-2] + shape[-1])))
-        return jax.random.uniform(key, (math.prod(shape),), dtype, -limit, limit).reshape(shape)
-    return init
+def _keras(layers: LayerFactory, keras_init: bool) -> LayerFactory:
+    """The family's factory: Keras BN always, Keras initialisers when ``keras_init``."""
+    return dataclasses.replace(layers, keras_init=keras_init, keras_norm=True)
 
 
-def _variant(factorised: Union[bool, str, None]) -> Optional[str]:
-    """False / None / '' / 'naive' -> None (unfactorised); True -> 'factorised'; a variant name -> itself."""
-    if factorised is True:
-        return "factorised"
-    if not factorised or factorised == "naive":
-        return None
-    if factorised not in factorised_lib.VARIANTS:
-        raise ValueError(f"model.factorised must be a bool or one of {', '.join(factorised_lib.VARIANTS)}, "
-                         f"got {factorised!r}.")
-    return factorised
-
-
-def _layer(layers: common.Layers, transposed: bool, features: int, kernel_size, *, name: str,
-           variant: Optional[str], kwargs: dict, spectral_norm: bool,
-           activation: Optional[Callable] = None, **kw) -> LayerFn:
-    """One 2-D (transposed) conv of ``layers``' algebra, or its factorised pair; returns ``fn(x, train)``."""
-    kwargs = dict(kwargs)
-    kernel_size = (kernel_size,) * 2 if isinstance(kernel_size, int) else tuple(kernel_size)
-    if variant is not None:
-        cls = factorised_lib.FactorisedConvTranspose if transposed else factorised_lib.FactorisedConv
-        use_bias = kwargs.pop("use_bias", True)
-        pair = cls(features, kernel_size, variant=variant, algebra=layers.algebra, phc_n=layers.phc_n,
-                   use_bias=use_bias, activation=activation, spectral_norm=spectral_norm,
-                   layer_kwargs=kwargs, name=name, **kw)
-        return lambda x, train: pair(x, update_stats=train)
-    factory = factorised_lib.conv_transpose if transposed else algebra_lib.conv
-
-    def make(**p):
-        return factory(layers.algebra, features, kernel_size, phc_n=layers.phc_n, **kwargs, **kw, **p)
-
-    fn = build_layer(make, name, spectral_norm)
-    return fn if activation is None else (lambda x, train: activation(fn(x, train)))
-
-
-def conv_transpose(layers: common.Layers, features: int, kernel_size, *, name: str,
-                   factorised: Union[bool, str] = False, spectral_norm: bool = False, bias: bool = True,
-                   torch_bias: bool = True, **kw) -> LayerFn:
-    """``layers.conv_transpose(...)``, or its factorised pair when ``factorised`` is True ('factorised') or a variant.
-
-    The factorised pair keeps ``layers``' algebra, init policy, dtype and ``spectral_norm`` (one per half), and
-    the layer's strides / padding / output_padding (split per axis), so the output size is unchanged.
-    """
-    variant = _variant(factorised)
-    if variant is None:
-        return layers.conv_transpose(features, kernel_size, name=name, spectral_norm=spectral_norm, bias=bias,
-                                     torch_bias=torch_bias, **kw)
-    return _layer(layers, True, features, kernel_size, name=name, variant=variant,
-                  kwargs=layers._kwargs(bias, torch_bias), spectral_norm=spectral_norm, **kw)
-
-
-@dataclasses.dataclass(frozen=True)
-class KerasLayers:
-    """The family's layer factory: ``layers``' algebra with Keras defaults.
-
-    ``keras_init``: real kernels glorot-uniform and biases zero (Keras); False keeps ``layers.init``.
-    Transposed convs take ``padding='SAME'`` (Keras geometry). BN: momentum 0.99, eps 1e-3.
-    """
-    layers: common.Layers
-    keras_init: bool = True
-    spectral_norm: bool = False
-
-    def _kwargs(self, bias: bool) -> dict:
-        if self.keras_init and self.layers.algebra == "real":
-            return {"use_bias": bias, "dtype": self.layers.dtype, "kernel_init": glorot_uniform(),
-                    "bias_init": "zeros"}
-        return self.layers._kwargs(bias, torch_bias=False)
-
-    def conv(self, features: int, kernel_size, *, name: str, transposed: bool = False,
-             variant: Optional[str] = None, bias: bool = True, activation: Optional[Callable] = None,
-             padding: Any = "SAME", **kw) -> LayerFn:
-        """A (transposed) conv, Keras 'same' unless told, or its pair when ``variant`` names one; ``fn(x, train)``."""
-        return _layer(self.layers, transposed, features, kernel_size, name=name, variant=variant,
-                      kwargs=self._kwargs(bias), spectral_norm=self.spectral_norm, activation=activation,
-                      padding=padding, **kw)
-
-    def dense(self, features: int, *, name: str, bias: bool = True) -> LayerFn:
-        """The real dense layer (input of G, head of D)."""
-        if not self.keras_init:
-            return self.layers.real_dense(features, name=name, spectral_norm=self.spectral_norm, bias=bias)
-        make = lambda **p: real.Dense(features, use_bias=bias, kernel_init=glorot_uniform(),  # noqa: E731
-                                      bias_init="zeros", dtype=self.layers.dtype, **p)
-        return build_layer(make, name, self.spectral_norm)
-
-    def batch_norm(self, train: bool, name: str):
-        """Keras BN (per channel) for real models; pooled hypercomplex BN with the same momentum / eps otherwise."""
-        if self.layers.algebra == "real":
-            return nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
-                                dtype=self.layers.dtype, name=name)
-        n = 4 if self.layers.algebra == "quaternion" else self.layers.phc_n
-        return QuaternionBatchNorm(use_running_average=not train, momentum=0.01, epsilon=1e-3, components=n,
-                                   dtype=self.layers.dtype, name=name)
+def _conv(lay: LayerFactory, features: int, kernel_size, *, name: str, transposed: bool = False,
+          variant: Optional[str] = None, padding: Any = "SAME", **kw) -> LayerFn:
+    """A (transposed) conv, Keras 'same' unless told, or its factorised pair when ``variant`` names one."""
+    make = lay.conv_transpose if transposed else lay.conv
+    return make(features, kernel_size, name=name, factorised=variant, torch_bias=False, padding=padding, **kw)
 
 
 def _leaky(x: Array) -> Array:
@@ -182,7 +89,7 @@ def _dropout(x: Array, rate: float, train: bool, module: nn.Module) -> Array:
 
 class MnistGenerator(nn.Module):
     """z (N, z_dim) -> images (N, R, R, channels) in [-1, 1]; layout 'mnist' (module docstring), R = 28."""
-    layers: common.Layers
+    layers: LayerFactory
     variant: str = "factorised_keras"
     resolution: int = 28
     channels: int = 1
@@ -196,17 +103,17 @@ class MnistGenerator(nn.Module):
         owner = "factorised_gan mnist generator"
         variant = _check_variant(owner, self.variant)
         side = _check_resolution(owner, self.resolution, 4)
-        lay, g = KerasLayers(self.layers, self.keras_init), self.width
+        lay, g = _keras(self.layers, self.keras_init), self.width
         for what, features in (("g_width * 2", 2 * g), ("g_width", g)):
-            common.check_width(owner, what, features, self.layers)
+            lay.check_width(owner, what, features)
 
         def norm(h, i):
             return lay.batch_norm(train, name=f"bn{i}")(h) if self.batch_norm else h
 
-        h = lay.dense(side * side * 4 * g, bias=False, name="dense")(z, train)
+        h = lay.real_dense(side * side * 4 * g, bias=False, name="dense")(z, train)
         h = _leaky(norm(h, 0)).reshape(z.shape[0], side, side, 4 * g)
-        deconv = lambda features, k, name, **kw: lay.conv(  # noqa: E731
-            features, k, transposed=True, variant=variant, bias=False, name=name, **kw)
+        deconv = lambda features, k, name, **kw: _conv(  # noqa: E731
+            lay, features, k, transposed=True, variant=variant, bias=False, name=name, **kw)
         if variant is None:
             h = _leaky(norm(deconv(2 * g, 5, "deconv1")(h, train), 1))
             h = _leaky(norm(deconv(g, 5, "deconv2", strides=2)(h, train), 2))
@@ -221,7 +128,7 @@ class MnistGenerator(nn.Module):
 
 class MnistDiscriminator(nn.Module):
     """images (N, R, R, C) -> logits (N,); layout 'mnist' (never factorised)."""
-    layers: common.Layers
+    layers: LayerFactory
     width: int = 64
     dropout: float = 0.3
     spectral_norm: bool = False
@@ -229,19 +136,19 @@ class MnistDiscriminator(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
-        lay, d = KerasLayers(self.layers, self.keras_init, self.spectral_norm), self.width
+        lay, d, sn = _keras(self.layers, self.keras_init), self.width, self.spectral_norm
         h = x
         for i, features in enumerate((d, 2 * d)):
-            common.check_width("factorised_gan mnist discriminator", "d_width", features, self.layers)
-            h = _leaky(lay.conv(features, 5, strides=2, name=f"conv{i + 1}")(h, train))
+            lay.check_width("factorised_gan mnist discriminator", "d_width", features)
+            h = _leaky(_conv(lay, features, 5, strides=2, spectral_norm=sn, name=f"conv{i + 1}")(h, train))
             h = _dropout(h, self.dropout, train, self)
         h = h.reshape(h.shape[0], -1)
-        return lay.dense(1, name="dense")(h, train)[:, 0]
+        return lay.real_dense(1, spectral_norm=sn, name="dense")(h, train)[:, 0]
 
 
 class Cifar10Generator(nn.Module):
     """z (N, z_dim) -> images (N, R, R, channels) in [-1, 1]; layout 'cifar10' (module docstring), R = 32."""
-    layers: common.Layers
+    layers: LayerFactory
     variant: str = "factorised_keras"
     resolution: int = 32
     channels: int = 3
@@ -253,20 +160,20 @@ class Cifar10Generator(nn.Module):
         owner = "factorised_gan cifar10 generator"
         variant = _check_variant(owner, self.variant)
         side = _check_resolution(owner, self.resolution, 2)
-        lay, g = KerasLayers(self.layers, self.keras_init), self.width
+        lay, g = _keras(self.layers, self.keras_init), self.width
         for what, features in (("g_width", g), ("g_width * 2", 2 * g)):
-            common.check_width(owner, what, features, self.layers)
-        h = _leaky(lay.dense(side * side * g, name="dense")(z, train)).reshape(z.shape[0], side, side, g)
-        h = _leaky(lay.conv(2 * g, 5, variant=variant, name="conv1")(h, train))
-        h = _leaky(lay.conv(2 * g, 4, transposed=True, strides=2, name="deconv")(h, train))
-        h = _leaky(lay.conv(2 * g, 5, variant=variant, name="conv2")(h, train))
-        h = _leaky(lay.conv(2 * g, 5, variant=variant, name="conv3")(h, train))
-        return lay.conv(self.channels, 7, activation=jnp.tanh, name="conv_out")(h, train)
+            lay.check_width(owner, what, features)
+        h = _leaky(lay.real_dense(side * side * g, name="dense")(z, train)).reshape(z.shape[0], side, side, g)
+        h = _leaky(_conv(lay, 2 * g, 5, variant=variant, name="conv1")(h, train))
+        h = _leaky(_conv(lay, 2 * g, 4, transposed=True, strides=2, name="deconv")(h, train))
+        h = _leaky(_conv(lay, 2 * g, 5, variant=variant, name="conv2")(h, train))
+        h = _leaky(_conv(lay, 2 * g, 5, variant=variant, name="conv3")(h, train))
+        return _conv(lay, self.channels, 7, activation=jnp.tanh, name="conv_out")(h, train)
 
 
 class Cifar10Discriminator(nn.Module):
     """images (N, R, R, C) -> logits (N,); layout 'cifar10' (never factorised)."""
-    layers: common.Layers
+    layers: LayerFactory
     width: int = 128
     dropout: float = 0.5
     spectral_norm: bool = False
@@ -274,13 +181,13 @@ class Cifar10Discriminator(nn.Module):
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
-        lay, d = KerasLayers(self.layers, self.keras_init, self.spectral_norm), self.width
-        common.check_width("factorised_gan cifar10 discriminator", "d_width", d, self.layers)
-        h = _leaky(lay.conv(d, 3, padding="VALID", name="conv1")(x, train))
+        lay, d, sn = _keras(self.layers, self.keras_init), self.width, self.spectral_norm
+        lay.check_width("factorised_gan cifar10 discriminator", "d_width", d)
+        h = _leaky(_conv(lay, d, 3, padding="VALID", spectral_norm=sn, name="conv1")(x, train))
         for i in range(3):
-            h = _leaky(lay.conv(d, 4, strides=2, padding="VALID", name=f"conv{i + 2}")(h, train))
+            h = _leaky(_conv(lay, d, 4, strides=2, padding="VALID", spectral_norm=sn, name=f"conv{i + 2}")(h, train))
         h = _dropout(h.reshape(h.shape[0], -1), self.dropout, train, self)
-        return lay.dense(1, name="dense")(h, train)[:, 0]
+        return lay.real_dense(1, spectral_norm=sn, name="dense")(h, train)[:, 0]
 
 
 def build(model: Any) -> tuple[nn.Module, nn.Module]:
@@ -292,8 +199,7 @@ def build(model: Any) -> tuple[nn.Module, nn.Module]:
     if fg.layout not in LAYOUTS:
         raise ValueError(f"model.factorised_gan.layout must be one of {', '.join(LAYOUTS)}, got {fg.layout!r}.")
     _check_variant("factorised_gan", fg.variant)
-    layers = common.Layers(algebra=model.algebra, phc_n=model.phc_n if model.algebra == "phc" else None,
-                           init=model.init, dtype=common.resolve_dtype(model.dtype))
+    layers = LayerFactory.from_config(model)
     if fg.layout == "mnist":
         generator = MnistGenerator(layers, variant=fg.variant, resolution=model.resolution,
                                    channels=model.channels, width=model.g_width, up_kernel=fg.up_kernel,

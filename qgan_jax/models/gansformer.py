@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import linen as nn
 
-from qgan_jax.layers import algebra as algebra_lib
+from qgan_jax.layers.algebra import REAL, Algebra
 from qgan_jax.layers import attention as att
 from qgan_jax.layers import stylegan as sg
 
@@ -253,8 +253,7 @@ class SynthesisLayer(nn.Module):
     use_bias_act: bool = True
     gain: float = 1.0
     modulate: bool = True
-    algebra: str = "real"
-    phc_n: Optional[int] = None
+    algebra: Algebra = REAL
     resample_filter: Sequence[float] = sg.FIR_FILTER
     settings: AttentionSettings = AttentionSettings()
 
@@ -263,7 +262,7 @@ class SynthesisLayer(nn.Module):
                  noise: Optional[Array] = None, deterministic: bool = True,
                  dropout_key: Optional[Array] = None) -> tuple[Array, Optional[Array], Optional[Array]]:
         x = sg.ModulatedConv(self.features, 3, up=self.up, modulate=self.modulate, algebra=self.algebra,
-                             phc_n=self.phc_n, resample_filter=self.resample_filter, name="conv")(x, w_global)
+                             resample_filter=self.resample_filter, name="conv")(x, w_global)
         probs = new_locals = None
         if self.use_attention:
             n, h, w, c = x.shape
@@ -295,8 +294,7 @@ class Generator(nn.Module):
     latent_dim: int = 32
     channel_base: int = 32768
     channel_max: int = 512
-    algebra: str = "real"
-    phc_n: Optional[int] = None
+    algebra: Algebra = REAL
     attention: bool = True
     attention_start_res: int = 0
     attention_end_res: int = 8
@@ -383,7 +381,7 @@ class Generator(nn.Module):
         k, n = self.num_latents, ws.shape[0]
         log2 = int(round(math.log2(self.resolution)))
         ch = lambda r: sg.channels_at(r, self.channel_base, self.channel_max)  # noqa: E731
-        common = dict(algebra=self.algebra, phc_n=self.phc_n, resample_filter=self.resample_filter,
+        common = dict(algebra=self.algebra, resample_filter=self.resample_filter,
                       modulate=self.style, settings=self.settings, duplex=self.duplex)
         noise_key = self._key("noise", z) if noise_mode == "random" else None
         state = {"slot": 0, "layer": 0, "locals": None}
@@ -416,7 +414,7 @@ class Generator(nn.Module):
         for res in [2 ** i for i in range(3, log2 + 1)]:
             c = ch(res)
             gain = math.sqrt(0.5)
-            skip = sg.EqualizedConv(c, 1, algebra=self.algebra, phc_n=self.phc_n, use_bias=False, up=2, gain=gain,
+            skip = sg.EqualizedConv(c, 1, algebra=self.algebra, use_bias=False, up=2, gain=gain,
                                     resample_filter=self.resample_filter, name=f"b{res}_skip")(x)
             x = run(SynthesisLayer(c, up=2, use_attention=attends(res), use_noise=self.noise,
                                    name=f"b{res}_conv0", **common), x, res)
@@ -427,7 +425,7 @@ class Generator(nn.Module):
         x = run(SynthesisLayer(c, use_noise=False, use_bias_act=False, name="conv_last", **common), x,
                 self.resolution)
         torgb = sg.ModulatedConv(self.channels, 1, demodulate=False, modulate=self.style, algebra=self.algebra,
-                                 phc_n=self.phc_n, name="torgb")
+                                 name="torgb")
         img = torgb(x, ws[:, k, state["slot"]])
         bias = self.param("torgb_bias", nn.initializers.zeros_init(), (self.channels,))
         return img + bias, maps
@@ -466,9 +464,8 @@ def build(model: Any) -> tuple[nn.Module, nn.Module]:
     if int(model.z_dim) != (k + 1) * d:
         raise ValueError(f"gansformer: model.z_dim = {model.z_dim} must equal (num_latents + 1) * latent_dim = "
                          f"{(k + 1) * d}.")
-    phc_n = model.phc_n if model.algebra == "phc" else None
-    d_algebra = _field(model, "d_algebra") or model.algebra
-    algebra_lib.check_algebra(d_algebra, model.phc_n if d_algebra == "phc" else None)
+    algebra = Algebra.from_config(model)
+    d_algebra = Algebra.from_config(model, name=_field(model, "d_algebra"))
     settings = AttentionSettings(
         keys=_choice("keys", _field(model, "keys"), att.KEY_SOURCES),
         kmeans_iters=int(_field(model, "kmeans_iters")),
@@ -480,7 +477,7 @@ def build(model: Any) -> tuple[nn.Module, nn.Module]:
     taps = tuple(float(t) for t in _field(model, "resample_filter"))
     sg.fir_taps(taps)
     channel_base, channel_max = int(_field(model, "channel_base")), int(_field(model, "channel_max"))
-    multiple = algebra_lib.channel_multiple(model.algebra, phc_n)
+    multiple = algebra.multiple
     for r in [2 ** i for i in range(2, int(math.log2(resolution)) + 1)]:
         c = sg.channels_at(r, channel_base, channel_max)
         if c < 1 or c % multiple or (settings.num_heads and c % settings.num_heads):
@@ -489,7 +486,7 @@ def build(model: Any) -> tuple[nn.Module, nn.Module]:
                              f"and num_heads {settings.num_heads}.")
     generator = Generator(
         resolution=resolution, channels=int(model.channels), num_latents=k, latent_dim=d,
-        channel_base=channel_base, channel_max=channel_max, algebra=model.algebra, phc_n=phc_n,
+        channel_base=channel_base, channel_max=channel_max, algebra=algebra,
         attention=bool(_field(model, "attention")),
         attention_start_res=int(_field(model, "attention_start_res")),
         attention_end_res=int(_field(model, "attention_end_res")), settings=settings,
@@ -504,7 +501,6 @@ def build(model: Any) -> tuple[nn.Module, nn.Module]:
         output_activation=_choice("output_activation", _field(model, "output_activation"), OUTPUT_ACTIVATIONS))
     discriminator = sg.ResnetDiscriminator(
         resolution=resolution, channel_base=channel_base, channel_max=channel_max, algebra=d_algebra,
-        phc_n=model.phc_n if d_algebra == "phc" else None,
         mbstd_group_size=int(_field(model, "mbstd_group_size")),
         mbstd_num_channels=int(_field(model, "mbstd_num_channels")), resample_filter=taps)
     return generator, discriminator

@@ -12,12 +12,13 @@ the generator's blocks are numbered from 0. The dead ``First_Residual_D.res_conv
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
+from qgan_jax.layers.factory import LayerFactory
 from qgan_jax.models import common
 
 Array = jax.Array
@@ -25,7 +26,7 @@ Array = jax.Array
 
 class ResidualG(nn.Module):
     """Up-sampling residual block: [BN] ReLU Up conv3x3 [BN] ReLU conv3x3 + (Up conv1x1) shortcut."""
-    layers: common.Layers
+    layers: LayerFactory
     features: int
     batch_norm: bool = True
     up_sampling: bool = True
@@ -54,7 +55,7 @@ class ResidualG(nn.Module):
 class ResidualD(nn.Module):
     """Discriminator block. ``first``: conv ReLU conv Pool (no pre-activation), shortcut conv Pool.
     Otherwise ReLU conv(cin->cin) ReLU conv(cin->cout) [Pool], shortcut conv1x1 [Pool] when needed."""
-    layers: common.Layers
+    layers: LayerFactory
     features: int
     down_sampling: bool = True
     first: bool = False
@@ -86,7 +87,7 @@ class Generator(nn.Module):
 
     Widths: ``width * multipliers[i]`` (head, then one entry per up-block).
     """
-    layers: common.Layers
+    layers: LayerFactory
     channels: int = 4
     width: int = 256
     multipliers: Sequence[int] = (1, 1, 1, 1)
@@ -97,7 +98,7 @@ class Generator(nn.Module):
         lay = self.layers
         widths = [self.width * m for m in self.multipliers]
         for w in widths:
-            common.check_width("sngan generator", "width", w, lay)
+            lay.check_width("sngan generator", "width", w)
         h = lay.real_dense(16 * widths[0], name="fully_connect")(z, train)
         h = h.reshape(z.shape[0], 4, 4, widths[0])
         for i, w in enumerate(widths[1:]):
@@ -115,7 +116,7 @@ class Discriminator(nn.Module):
     block always does): ``pool`` 'padded' is the reference's zero-padded 2x2 mean (D7), 'plain' a 2x2 mean without
     padding (same parameters).
     """
-    layers: common.Layers
+    layers: LayerFactory
     width: int = 128
     multipliers: Sequence[int] = (1, 1, 1, 1)
     downsamples: int = 2
@@ -129,10 +130,32 @@ class Discriminator(nn.Module):
         h = x
         for i, m in enumerate(self.multipliers):
             w = self.width * m
-            common.check_width("sngan discriminator", "width", w, lay)
+            lay.check_width("sngan discriminator", "width", w)
             h = ResidualD(lay, w, down_sampling=i < self.downsamples, first=i == 0,
                           spectral_norm=self.spectral_norm, pool=self.pool, name=f"re{i + 1}")(h, train)
         h = jnp.sum(nn.relu(h), axis=(1, 2))
         logits = lay.real_dense(1, bias=self.head_bias, spectral_norm=self.spectral_norm,
                                 name="fully_connect_gan2")(h, train)
         return logits[:, 0]
+
+
+def build(model: Any) -> tuple[nn.Module, nn.Module]:
+    """(generator, discriminator) of ``config.model`` (``model.channels`` already resolved)."""
+    if model.d_pool not in common.D_POOLS:
+        raise ValueError(f"model.d_pool = {model.d_pool!r} is unknown; allowed: {', '.join(common.D_POOLS)}.")
+    if not model.d_multipliers:
+        raise ValueError("sngan: model.d_multipliers is empty; the discriminator needs at least one block.")
+    if not 0 <= model.d_downsamples <= len(model.d_multipliers):
+        raise ValueError(f"sngan: model.d_downsamples = {model.d_downsamples} must lie in [0, "
+                         f"{len(model.d_multipliers)}] (the number of D blocks, model.d_multipliers).")
+    expected = 4 * 2 ** (len(model.g_multipliers) - 1)
+    if expected != model.resolution:
+        raise ValueError(f"sngan: model.g_multipliers has {len(model.g_multipliers)} entries, which "
+                         f"gives resolution {expected}, not model.resolution = {model.resolution}.")
+    layers = LayerFactory.from_config(model)
+    generator = Generator(layers, channels=model.channels, width=model.g_width,
+                          multipliers=tuple(model.g_multipliers), batch_norm=model.batch_norm)
+    discriminator = Discriminator(layers, width=model.d_width, multipliers=tuple(model.d_multipliers),
+                                  downsamples=model.d_downsamples, spectral_norm=model.spectral_norm,
+                                  head_bias=model.d_head_bias, pool=model.d_pool)
+    return generator, discriminator
