@@ -97,3 +97,35 @@ def test_algebra_switch_errors():
         algebra.Algebra("octonion").conv(8, (3, 3))
     with pytest.raises(ValueError, match="phc_n"):
         algebra.Algebra("phc").dense(8)
+
+
+def test_phc8_is_one_algebra_value_away(rng):
+    """A new algebra needs no model code: QSNGAN-32 as PHC-8 builds, runs, and holds half the quaternion weights."""
+    import importlib
+
+    from flax import traverse_util
+
+    from qgan_jax import models
+
+    def variables(**model):
+        config = importlib.import_module("configs.qsngan_cifar10").get_config()
+        config.model.update(g_width=64, d_width=64, **model)
+        generator, discriminator = models.build(config)
+        images = jnp.asarray(rng.uniform(-1, 1, size=(2, 32, 32, 8)), jnp.float32)
+        d_vars = discriminator.init(jax.random.key(0), images, train=False)
+        assert discriminator.apply(d_vars, images, train=False).shape == (2,)
+        g_vars = jax.eval_shape(lambda: generator.init(jax.random.key(0), jnp.zeros((2, 128)), train=False))
+        return {net: traverse_util.flatten_dict(v["params"]) for net, v in (("g", g_vars), ("d", d_vars))}
+
+    quaternion = variables(channels=8)
+    phc8 = variables(channels=8, algebra="phc", phc_n=8)
+    checked = 0
+    for net in ("g", "d"):
+        for path, kernel in quaternion[net].items():
+            if path[-1] != "kernel" or len(kernel.shape) < 3 or kernel.shape[0] != 4:
+                continue  # real dense layers and norms are the same in every algebra
+            prefix = path[:-1]
+            assert phc8[net][prefix + ("A",)].shape == (8, 8, 8)
+            assert np.prod(phc8[net][prefix + ("F",)].shape) * 2 == np.prod(kernel.shape)
+            checked += 1
+    assert checked == 20
