@@ -8,6 +8,7 @@ import pytest
 from jax import lax
 
 from qgan_jax.layers.algebra import Algebra
+from qgan_jax.layers.factory import LayerFactory
 from qgan_jax.layers.involution import GIU, Involution, SqueezeExcite, apply_involution
 from qgan_jax.layers.normalization import kernel_matrix
 
@@ -206,7 +207,7 @@ def test_giu_parameter_count_at_256_channels():
 @pytest.mark.parametrize("algebra,phc_n", [("quaternion", None), ("phc", 4)])
 def test_giu_with_hypercomplex_1x1_layers_runs(rng, algebra, phc_n):
     x = jnp.asarray(rng.normal(size=(2, 4, 4, 64)), jnp.float32)
-    module = GIU(algebra=Algebra(algebra, phc_n), spectral_norm=True)
+    module = GIU(layers=LayerFactory(Algebra(algebra, phc_n), init="default"), spectral_norm=True)
     shapes = jax.eval_shape(lambda: module.init(jax.random.key(0), x, train=False))
     assert shapes["params"]["involution"]["span"]["layer"]["bias"].shape == (36,)
     variables = jax.tree.map(lambda a: jnp.asarray(rng.uniform(0.1, 0.5, size=a.shape), a.dtype), shapes)

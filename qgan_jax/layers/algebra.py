@@ -8,7 +8,8 @@ never a copied model file or an ``if algebra == ...`` in a model:
 - ``init_kwargs``: how a model's kernel-init policy reaches the layer (real layers take any initialiser,
   quaternion layers a callable or a quaternion init name, PHC layers always their own A / F init);
 - ``equalized_kernel``: the unit-variance parameters of a StyleGAN-style equalised-lr kernel;
-- ``batch_norm``: per-channel BN for the real algebra, pooled hypercomplex BN over ``multiple`` components otherwise.
+- ``batch_norm``: per-channel BN (PyTorch running statistics) for the real algebra, pooled hypercomplex BN over
+  ``multiple`` components otherwise.
 
 Adding an algebra is one ``_FAMILIES`` row; PHC covers any n (PHC-8 included) with no new code.
 """
@@ -23,7 +24,7 @@ import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
-from qgan_jax.layers import phc, real
+from qgan_jax.layers import phc, rbn, real
 from qgan_jax.layers import quaternion as qt
 from qgan_jax.layers.normalization import QuaternionBatchNorm
 
@@ -177,13 +178,19 @@ class Algebra:
         return make(module, tuple(spatial), in_features, features, 1.0 / lr_multiplier)
 
     def batch_norm(self, *, train: bool, name: str, dtype: Any = None, torch_momentum: float = 0.1,
-                   epsilon: float = 1e-5, real_scale_init: Optional[Callable] = None) -> nn.Module:
-        """BN of this algebra: Flax per-channel BN for real models, pooled hypercomplex BN (QBN) otherwise.
+                   epsilon: float = 1e-5, real_scale_init: Optional[Callable] = None,
+                   unbiased_running_var: bool = True) -> nn.Module:
+        """BN of this algebra: per-channel BN for real models, pooled hypercomplex BN (QBN) otherwise.
 
         ``torch_momentum``: PyTorch's convention (``new = (1 - m) old + m batch``; Flax's momentum is ``1 - m``).
+        Real models: PyTorch's running variance (unbiased, ``rbn.BatchNorm``) for the PyTorch references, or with
+        ``unbiased_running_var=False`` Keras' (biased, ``flax.linen.BatchNorm``) for the Keras reference.
         """
         if self._family.fixed_multiple == 1:
             kwargs = {} if real_scale_init is None else {"scale_init": real_scale_init}
+            if unbiased_running_var:
+                return rbn.BatchNorm(use_running_average=not train, momentum=torch_momentum, epsilon=epsilon,
+                                     dtype=dtype, name=name, **kwargs)
             return nn.BatchNorm(use_running_average=not train, momentum=1.0 - torch_momentum, epsilon=epsilon,
                                 dtype=dtype, name=name, **kwargs)
         return QuaternionBatchNorm(use_running_average=not train, momentum=torch_momentum, epsilon=epsilon,

@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen as nn
 
-from qgan_jax.layers.algebra import REAL, Algebra
+from qgan_jax.layers.factory import LayerFactory
 from qgan_jax.layers.normalization import build_layer
 from qgan_jax.layers.stylegan import EqualizedDense
 
@@ -217,18 +217,18 @@ class SelfAttention(nn.Module):
     ``q, k = x W_q, x W_k`` (1x1 convs C -> C/reduction, with bias), ``v = x W_v`` (C -> C),
     ``A = softmax_over_keys(q k^T)`` (N, HW, HW), ``o = A v``; ``gamma`` is a scalar initialised to 0, so the
     block starts as the identity. Unlike :class:`Attention` this materialises (HW x HW) scores: it is meant
-    for the small maps of the SAGAN baseline (e.g. 16x16). The 1x1 convs follow ``algebra`` and are
-    spectrally normalised when ``spectral_norm`` (state in ``batch_stats``).
+    for the small maps of the SAGAN baseline (e.g. 16x16). The 1x1 convs are ``layers``' algebra with its dtype
+    and the layer's own initialiser (as SAGAN), spectrally normalised when ``spectral_norm`` (state in
+    ``batch_stats``).
     Submodules: ``query``, ``key``, ``value``; param ``gamma ()``.
     """
     reduction: int = 8
-    algebra: Algebra = REAL
+    layers: LayerFactory = LayerFactory()
     spectral_norm: bool = False
-    dtype: Optional[object] = None
 
     def _conv(self, features: int, name: str):
-        return build_layer(lambda **p: self.algebra.conv(features, (1, 1), padding=0, dtype=self.dtype, **p),
-                           name, self.spectral_norm)
+        return build_layer(lambda **p: self.layers.algebra.conv(features, (1, 1), padding=0, dtype=self.layers.dtype,
+                                                                **p), name, self.spectral_norm)
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:

@@ -148,12 +148,14 @@ class LayerFactory:
     def batch_norm(self, train: bool, name: str) -> nn.Module:
         """Per-channel BN for real models, pooled hypercomplex BN (QBN) otherwise.
 
-        PyTorch momentum 0.1 and eps 1e-5 (``keras_norm``: 0.01 and 1e-3); under init 'normal' (and not Keras) the
-        real BN scale starts at N(1, 0.02^2), the DCGAN recipe.
+        PyTorch semantics: momentum 0.1, eps 1e-5, unbiased running variance (``rbn.BatchNorm``, as every real BN of
+        the PyTorch references, GIU-GAN's included); ``keras_norm``: Keras' 0.01 (0.99), 1e-3 and biased running
+        variance (``flax.linen.BatchNorm``). Under init 'normal' (PyTorch) the real scale starts at N(1, 0.02^2), the
+        DCGAN recipe.
         """
         if self.keras_norm:
             return self.algebra.batch_norm(train=train, name=name, dtype=self.dtype, torch_momentum=0.01,
-                                           epsilon=1e-3)
+                                           epsilon=1e-3, unbiased_running_var=False)
         scale_init = ((lambda key, shape, dtype=jnp.float32: 1.0 + normal_init()(key, shape, dtype))
                       if self.init == "normal" else None)
         return self.algebra.batch_norm(train=train, name=name, dtype=self.dtype, real_scale_init=scale_init)

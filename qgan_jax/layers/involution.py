@@ -10,15 +10,15 @@ is one strided slice of the padded input (``apply_involution``); XLA fuses the m
 ``SqueezeExcite``: ``x * sigmoid(fc2(relu(fc1(mean_HW x))))`` with biased dense layers ``fc1`` (C -> C/r) and
 ``fc2`` (C/r -> C). ``GIU``: ``Involution(K, stride 1)`` applied to ``SqueezeExcite(x)``, no residual.
 
-The 1x1 convolutions and dense layers follow the ``algebra`` switch (real / quaternion / PHC-n) and can be
-spectrally normalised (D4, D11); with ``spectral_norm=True`` a submodule's params sit under ``<name>/layer``.
+The 1x1 convolutions and dense layers come from one ``layers`` factory (its algebra: real / quaternion / PHC-n, its
+init policy, dtype and precision) and can be spectrally normalised (D4, D11); with ``spectral_norm=True`` a submodule's params sit under ``<name>/layer``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +26,7 @@ from flax import linen as nn
 from jax import lax
 
 from qgan_jax.layers import base
-from qgan_jax.layers.algebra import REAL, Algebra
+from qgan_jax.layers.factory import LayerFactory, normal_init
 from qgan_jax.layers.normalization import build_layer
 from qgan_jax.layers.rbn import BatchNorm
 
@@ -50,34 +50,34 @@ def torch_linear_init() -> Callable:
 
 
 @dataclasses.dataclass(frozen=True)
-class _Factory:
-    """Builds the channel-mixing sublayers of one algebra, optionally spectrally normalised."""
-    algebra: Algebra
+class _Sublayers:
+    """The channel-mixing sublayers of one module: ``layers``' algebra, init policy, dtype and precision.
+
+    Under init 'normal' kernels are N(0, 0.02^2) (quaternion: the 'normal' init; PHC its own A / F); under
+    'default' real kernels use the official involution / PyTorch init given per sublayer, hypercomplex kernels
+    their own. Biases are explicit per sublayer (zeros for 1x1 convs, PyTorch-uniform for dense) in every algebra.
+    """
+    layers: LayerFactory
     spectral_norm: bool
-    kernel_init: Any
-    dtype: Any
-    precision: Any
 
     def _kwargs(self, bias: bool, bias_init: Any, default_init: Callable) -> dict:
-        real_kernel = self.kernel_init if self.kernel_init is not None else default_init
-        return {"use_bias": bias, "bias_init": bias_init, "dtype": self.dtype, "precision": self.precision,
-                **self.algebra.init_kwargs(real_kernel=real_kernel, hypercomplex_kernel=self.kernel_init)}
-
-    def _build(self, make: Callable[..., nn.Module], name: str) -> Callable[[Array, bool], Array]:
-        return build_layer(make, name, self.spectral_norm)
+        normal = self.layers.init == "normal"
+        return {"use_bias": bias, "bias_init": bias_init, "dtype": self.layers.dtype,
+                "precision": self.layers.precision,
+                **self.layers.algebra.init_kwargs(real_kernel=normal_init() if normal else default_init,
+                                                  hypercomplex_kernel="normal" if normal else None)}
 
     def conv1x1(self, features: int, *, name: str, bias: bool) -> Callable[[Array, bool], Array]:
         kwargs = self._kwargs(bias, "zeros", kaiming_normal_fan_out())
-        return self._build(lambda **p: self.algebra.conv(features, (1, 1), padding="VALID", **kwargs, **p), name)
+        return build_layer(lambda **p: self.layers.algebra.conv(features, (1, 1), padding="VALID", **kwargs, **p),
+                           name, self.spectral_norm)
 
     def dense(self, features: int, *, name: str) -> Callable[[Array, bool], Array]:
         kwargs = self._kwargs(True, "torch", torch_linear_init())
-        return self._build(lambda **p: self.algebra.dense(features, **kwargs, **p), name)
+        return build_layer(lambda **p: self.layers.algebra.dense(features, **kwargs, **p), name, self.spectral_norm)
 
 
-def _factory(module: nn.Module) -> _Factory:
-    return _Factory(module.algebra, module.spectral_norm,
-                    module.kernel_init, module.dtype, module.precision)
+DEFAULT_LAYERS = LayerFactory(init="default")  # Real, each sublayer's official initialiser.
 
 
 def _check_positive(owner: str, what: str, value: Any) -> None:
@@ -88,21 +88,18 @@ def _check_positive(owner: str, what: str, value: Any) -> None:
 class Involution(nn.Module):
     """x ``(N, H, W, C)`` -> ``(N, H/stride, W/stride, C)``; C divisible by ``group_channels`` and ``reduction``.
 
-    ``kernel_init``: None = Kaiming-normal fan_out for real layers (the official init), the layer's own init for
-    quaternion / PHC; a callable (or a quaternion init name) otherwise. Biases start at 0.
+    ``layers``' init 'default': Kaiming-normal fan_out for real layers (the official init), the layer's own init for
+    quaternion / PHC; init 'normal': N(0, 0.02^2). Biases start at 0.
     """
     kernel_size: int = 3
     stride: int = 1
     group_channels: int = 16
     reduction: int = 4
     _: dataclasses.KW_ONLY
-    algebra: Algebra = REAL
+    layers: LayerFactory = DEFAULT_LAYERS
     spectral_norm: bool = False
-    kernel_init: Any = None
     bn_momentum: float = 0.1
     bn_epsilon: float = 1e-5
-    dtype: Optional[Any] = None
-    precision: Any = None
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
@@ -122,13 +119,13 @@ class Involution(nn.Module):
             raise ValueError(f"{owner}: with stride {s} the input height and width must be divisible by {s}, "
                              f"got {h}x{w}.")
         groups = c // gc
-        make = _factory(self)
+        make = _Sublayers(self.layers, self.spectral_norm)
 
         # Kernel generation, one kernel per output position and group: (N, Ho, Wo, G*K*K).
         xk = x if s == 1 else nn.avg_pool(x, (s, s), strides=(s, s))
         hk = make.conv1x1(c // self.reduction, name="reduce", bias=False)(xk, train)
         hk = BatchNorm(use_running_average=not train, momentum=self.bn_momentum, epsilon=self.bn_epsilon,
-                       dtype=self.dtype, name="bn")(hk)
+                       dtype=self.layers.dtype, name="bn")(hk)
         kernel = make.conv1x1(groups * k * k, name="span", bias=True)(nn.relu(hk), train)
         return apply_involution(x, kernel.reshape(n, *kernel.shape[1:3], groups, k * k), k, s, gc)
 
@@ -165,15 +162,12 @@ def apply_involution(x: Array, kernel: Array, kernel_size: int, stride: int, gro
 class SqueezeExcite(nn.Module):
     """x ``(N, H, W, C)`` -> ``x * a``, ``a = sigmoid(fc2(relu(fc1(mean_HW x))))`` ``(N, 1, 1, C)``.
 
-    ``kernel_init``: None = PyTorch ``nn.Linear``'s default for real layers; biases U(+-1/sqrt(fan_in)).
+    ``layers``' init 'default': PyTorch ``nn.Linear``'s default for real layers; biases U(+-1/sqrt(fan_in)).
     """
     reduction: int = 16
     _: dataclasses.KW_ONLY
-    algebra: Algebra = REAL
+    layers: LayerFactory = DEFAULT_LAYERS
     spectral_norm: bool = False
-    kernel_init: Any = None
-    dtype: Optional[Any] = None
-    precision: Any = None
 
     @nn.compact
     def __call__(self, x: Array, train: bool = False) -> Array:
@@ -183,7 +177,7 @@ class SqueezeExcite(nn.Module):
             raise ValueError(f"{owner}: expected NHWC input (N, H, W, C), got shape {tuple(x.shape)}.")
         c = x.shape[-1]
         base.check_divisible(owner, "channels", c, self.reduction)
-        make = _factory(self)
+        make = _Sublayers(self.layers, self.spectral_norm)
         z = jnp.mean(x, axis=(1, 2))
         a = nn.relu(make.dense(c // self.reduction, name="fc1")(z, train))
         a = nn.sigmoid(make.dense(c, name="fc2")(a, train))
@@ -201,16 +195,12 @@ class GIU(nn.Module):
     reduction: int = 4
     se_reduction: int = 16
     _: dataclasses.KW_ONLY
-    algebra: Algebra = REAL
+    layers: LayerFactory = DEFAULT_LAYERS
     spectral_norm: bool = False
-    kernel_init: Any = None
-    dtype: Optional[Any] = None
-    precision: Any = None
 
     @nn.compact
     def __call__(self, x: Array, train: bool) -> Array:
-        shared = dict(algebra=self.algebra, spectral_norm=self.spectral_norm,
-                      kernel_init=self.kernel_init, dtype=self.dtype, precision=self.precision)
+        shared = dict(layers=self.layers, spectral_norm=self.spectral_norm)
         x = SqueezeExcite(self.se_reduction, name="se", **shared)(x, train=train)
         return Involution(self.kernel_size, 1, self.group_channels, self.reduction, name="involution",
                           **shared)(x, train=train)

@@ -3,13 +3,14 @@
 Both normalise over every axis but the last (NHWC: N, H, W) and keep PyTorch's running statistics: momentum 0.1
 (``new = (1 - m) old + m batch``) and the **unbiased** batch variance ``var * n / (n - 1)`` in the running-variance
 EMA (``n`` = elements per channel), while the forward pass uses the biased one. ``flax.linen.BatchNorm`` is not
-reused because its EMA uses the biased variance. Params and ``batch_stats`` are ``(C,)`` vectors; statistics are
+reused because its EMA uses the biased variance (that is Keras' semantics, kept for the Keras-reference models:
+``LayerFactory(keras_norm=True)``). Params and ``batch_stats`` are ``(C,)`` vectors; statistics are
 not updated during ``init`` or when ``use_running_average`` is true.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -65,13 +66,14 @@ class BatchNorm(nn.Module):
     epsilon: float = 1e-5
     dtype: Optional[Any] = None
     param_dtype: Any = jnp.float32
+    scale_init: Callable = nn.initializers.ones_init()
 
     @nn.compact
     def __call__(self, x: Array, use_running_average: Optional[bool] = None) -> Array:
         use_running_average = nn.merge_param("use_running_average", self.use_running_average,
                                              use_running_average)
         channels = x.shape[-1]
-        scale = self.param("scale", nn.initializers.ones_init(), (channels,), self.param_dtype)
+        scale = self.param("scale", self.scale_init, (channels,), self.param_dtype)
         bias = self.param("bias", nn.initializers.zeros_init(), (channels,), self.param_dtype)
         dtype = self.dtype or jnp.result_type(x, scale)
         y = _standardise(self, x.astype(dtype), use_running_average, self.momentum, self.epsilon)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from flax import linen as nn
 
 from qgan_jax.layers.attention import SelfAttention
-from qgan_jax.layers.factory import LayerFactory, normal_init
+from qgan_jax.layers.factory import LayerFactory
 from qgan_jax.layers.involution import GIU
 from qgan_jax.layers.rbn import RepresentativeBatchNorm
 
@@ -48,22 +48,13 @@ def num_stages(resolution: int, family: str = "dcgan") -> int:
     return n
 
 
-def _kernel_init(layers: LayerFactory) -> Any:
-    """GIU kernels follow the model's init policy: N(0, 0.02^2) for init 'normal', else the layer default."""
-    if layers.init != "normal":
-        return None
-    return layers.algebra.init_kwargs(real_kernel=normal_init(), hypercomplex_kernel="normal").get("kernel_init")
-
-
 def _giu(layers: LayerFactory, settings: GIUSettings, spectral_norm: bool, name: str) -> GIU:
     return GIU(settings.kernel_size, settings.group_channels, settings.reduction, settings.se_reduction,
-               algebra=layers.algebra, spectral_norm=spectral_norm,
-               kernel_init=_kernel_init(layers), dtype=layers.dtype, name=name)
+               layers=layers, spectral_norm=spectral_norm, name=name)
 
 
 def _self_attention(layers: LayerFactory, spectral_norm: bool, name: str) -> SelfAttention:
-    return SelfAttention(algebra=layers.algebra, spectral_norm=spectral_norm,
-                         dtype=layers.dtype, name=name)
+    return SelfAttention(layers=layers, spectral_norm=spectral_norm, name=name)
 
 
 def _stages(owner: str, what: str, stages: Sequence[int], n: int) -> set[int]:
