@@ -147,7 +147,20 @@ def _kernel_init(module) -> Callable:
 # Layers
 # ---------------------------------------------------------------------------------------------------
 
-class QuaternionConv(base.ConvLayer):
+class _QuaternionKernel:
+    """Mixin: the components-first ``kernel (4, *kernel_size, in/4, features/4)`` and its real Hamilton kernel.
+
+    Transposed layers use ``conj(w)``: per tap the map from input to output quaternions is L(conj(w)) = L(w)^T.
+    """
+    divisor = 4
+
+    def make_kernel(self, in_features: int) -> Array:
+        shape = (4, *getattr(self, "kernel_size", ()), in_features // 4, self.features // 4)
+        w = self.param("kernel", _kernel_init(self), shape, self.param_dtype)
+        return hamilton_kernel(conjugate(w) if getattr(self, "transposed", False) else w)
+
+
+class QuaternionConv(_QuaternionKernel, base.ConvLayer):
     """Quaternion convolution, 1-D/2-D/3-D by ``len(kernel_size)``, NHWC.
 
     Params: ``kernel (4, *kernel_size, in/4, features/4)``, ``bias (features,)``.
@@ -160,15 +173,9 @@ class QuaternionConv(base.ConvLayer):
     kernel_init: Union[str, Callable] = "quaternion"
     init_criterion: str = "glorot"
 
-    divisor = 4
-
-    def make_kernel(self, in_features: int) -> Array:
-        shape = (4, *self.kernel_size, in_features // 4, self.features // 4)
-        w = self.param("kernel", _kernel_init(self), shape, self.param_dtype)
-        return hamilton_kernel(w)
 
 
-class QuaternionConvTranspose(base.ConvTransposeLayer):
+class QuaternionConvTranspose(_QuaternionKernel, base.ConvTransposeLayer):
     """Quaternion transposed convolution: the adjoint of :class:`QuaternionConv` (D2).
 
     ``y[o, q*s - p + t*d] += conj(W[c, o, t]) (x) x[c, q]``, PyTorch ``padding`` / ``output_padding``.
@@ -181,28 +188,15 @@ class QuaternionConvTranspose(base.ConvTransposeLayer):
     kernel_init: Union[str, Callable] = "quaternion"
     init_criterion: str = "he"
 
-    divisor = 4
-
-    def make_kernel(self, in_features: int) -> Array:
-        shape = (4, *self.kernel_size, in_features // 4, self.features // 4)
-        w = self.param("kernel", _kernel_init(self), shape, self.param_dtype)
-        # Per tap the map from input to output quaternions is L(conj(w)) = L(w)^T.
-        return hamilton_kernel(conjugate(w))
 
 
-class QuaternionDense(base.DenseLayer):
+class QuaternionDense(_QuaternionKernel, base.DenseLayer):
     """Quaternion linear layer on the last axis. Params ``kernel (4, in/4, features/4)``, ``bias (features,)``."""
     features: int
     _: dataclasses.KW_ONLY
     kernel_init: Union[str, Callable] = "quaternion"
     init_criterion: str = "he"
 
-    divisor = 4
-
-    def make_kernel(self, in_features: int) -> Array:
-        shape = (4, in_features // 4, self.features // 4)
-        w = self.param("kernel", _kernel_init(self), shape, self.param_dtype)
-        return hamilton_kernel(w)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -20,35 +20,32 @@ Array = jax.Array
 _DEFAULT_INIT = base.lecun_normal()
 
 
-class Conv(base.ConvLayer):
+class _RealKernel:
+    """Mixin: the kernel ``(*kernel_size, in, features)`` is the parameter itself (dense: ``(in, features)``)."""
+
+    def make_kernel(self, in_features: int) -> Array:
+        shape = (*getattr(self, "kernel_size", ()), in_features, self.features)
+        return self.param("kernel", self.kernel_init, shape, self.param_dtype)
+
+
+class Conv(_RealKernel, base.ConvLayer):
     """Real convolution, 1-D/2-D/3-D, NHWC / HWIO."""
     features: int
     kernel_size: Sequence[int]
     _: dataclasses.KW_ONLY
     kernel_init: Callable = _DEFAULT_INIT
 
-    def make_kernel(self, in_features: int) -> Array:
-        shape = (*self.kernel_size, in_features, self.features)
-        return self.param("kernel", self.kernel_init, shape, self.param_dtype)
 
-
-class ConvTranspose(base.ConvTransposeLayer):
-    """Real transposed convolution with PyTorch ``padding`` / ``output_padding`` meaning."""
+class ConvTranspose(_RealKernel, base.ConvTransposeLayer):
+    """Real transposed convolution with PyTorch ``padding`` / ``output_padding`` meaning (or Keras 'SAME')."""
     features: int
     kernel_size: Sequence[int]
     _: dataclasses.KW_ONLY
     kernel_init: Callable = _DEFAULT_INIT
 
-    def make_kernel(self, in_features: int) -> Array:
-        shape = (*self.kernel_size, in_features, self.features)
-        return self.param("kernel", self.kernel_init, shape, self.param_dtype)
 
-
-class Dense(base.DenseLayer):
+class Dense(_RealKernel, base.DenseLayer):
     """Real dense layer on the last axis, kernel ``(in, features)``."""
     features: int
     _: dataclasses.KW_ONLY
     kernel_init: Callable = _DEFAULT_INIT
-
-    def make_kernel(self, in_features: int) -> Array:
-        return self.param("kernel", self.kernel_init, (in_features, self.features), self.param_dtype)
