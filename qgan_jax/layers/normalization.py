@@ -124,6 +124,18 @@ def build_layer(make: Callable[..., nn.Module], name: str, spectral_norm: bool) 
     return lambda x, train: layer(x)
 
 
+def shifted_moments(x: Array, axes: tuple[int, ...], shift: Array) -> tuple[Array, Array]:
+    """Mean and biased variance (per reduced entry, unclamped) of ``x`` over ``axes`` in one pass.
+
+    ``shift`` (one sample, broadcastable against ``x``, stop-gradient) keeps ``E[d^2] - E[d]^2`` of ``d = x - shift``
+    accurate when ``|mean| >> std``; the two means are sibling reductions (one kernel on a GPU, where the two-pass
+    form needs two, and more again under a gradient penalty's double backward).
+    """
+    d = x - shift
+    mean_d = jnp.mean(d, axis=axes)
+    return mean_d + shift.reshape(mean_d.shape), jnp.mean(jnp.square(d), axis=axes) - jnp.square(mean_d)
+
+
 class QuaternionBatchNorm(nn.Module):
     """eleGAN23/QGAN's quaternion batch norm with pooled statistics (D5), NHWC, ``C = 4Q``.
 
@@ -160,13 +172,10 @@ class QuaternionBatchNorm(nn.Module):
         if use_running_average:
             mean, var = ra_mean.value.astype(dtype), ra_var.value.astype(dtype)[0]
         else:
-            # One pass, shifted by one sample per component (see rbn.BatchNorm): E[d] and E[d^2] are sibling
-            # reductions, and sum_c E[(x_c - mu_c)^2] = sum_c (E[d_c^2] - E[d_c]^2).
+            # Shifted by one sample per component; sum_c E[(x_c - mu_c)^2] pools the components' variances.
             shift = lax.stop_gradient(xc[(0,) * (xc.ndim - 2) + (slice(None), 0)])    # (n,)
-            d = xc - shift[:, None]
-            mean_d = jnp.mean(d, axis=reduce_axes)                       # (n,)
-            mean = mean_d + shift
-            var = jnp.maximum(jnp.sum(jnp.mean(jnp.square(d), axis=reduce_axes) - jnp.square(mean_d)), 0.0)
+            mean, variances = shifted_moments(xc, reduce_axes, shift[:, None])          # (n,), (n,)
+            var = jnp.maximum(jnp.sum(variances), 0.0)
             if not self.is_initializing():
                 stat_dtype = ra_mean.value.dtype
                 ra_mean.value = (1 - self.momentum) * ra_mean.value + self.momentum * mean.astype(stat_dtype)

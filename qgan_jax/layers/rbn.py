@@ -18,6 +18,7 @@ from flax import linen as nn
 from jax import lax
 
 from qgan_jax.layers import base
+from qgan_jax.layers.normalization import shifted_moments
 
 Array = jax.Array
 
@@ -36,14 +37,9 @@ def _standardise(module: nn.Module, x: Array, use_running_average: bool, momentu
         mean, var = ra_mean.value.astype(x.dtype), ra_var.value.astype(x.dtype)
     else:
         xf = x.astype(jnp.promote_types(x.dtype, jnp.float32))              # statistics in >= float32
-        # One pass over x: E[d] and E[d^2] of d = x - shift are sibling reductions (one kernel on a GPU, where
-        # the two-pass form needs two, and more again under the gradient penalty's double backward). Shifting
-        # by one sample per channel keeps E[d^2] - E[d]^2 accurate when |mean| >> std; var is the biased one.
-        shift = lax.stop_gradient(xf[(0,) * (x.ndim - 1)])
-        d = xf - shift
-        mean_d = jnp.mean(d, axis=axes)
-        mean = mean_d + shift
-        var = jnp.maximum(jnp.mean(jnp.square(d), axis=axes) - jnp.square(mean_d), 0.0)
+        # One pass, shifted by one sample per channel (normalization.shifted_moments); var is the biased one.
+        mean, var = shifted_moments(xf, axes, lax.stop_gradient(xf[(0,) * (x.ndim - 1)]))
+        var = jnp.maximum(var, 0.0)
         if not module.is_initializing():
             n = x.size // channels
             unbiased = var * (n / max(n - 1, 1))
