@@ -17,14 +17,12 @@ Adding an algebra is one ``_FAMILIES`` row; PHC covers any n (PHC-8 included) wi
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import linen as nn
 
-from qgan_jax.layers import phc, rbn, real
+from qgan_jax.layers import base, phc, rbn, real
 from qgan_jax.layers import quaternion as qt
 from qgan_jax.layers.normalization import QuaternionBatchNorm
 
@@ -44,26 +42,19 @@ class _Family:
     equalized: Optional[Callable] = None  # (module, spatial, in, out, scale) -> (kernel, variance)
 
 
-def _normal(scale: float) -> Callable:
-    """N(0, scale^2), sampled flat (see ``base.sample_flat``)."""
-    def init(key, shape, dtype=jnp.float32):
-        return (scale * jax.random.normal(key, (math.prod(shape),), dtype)).reshape(shape)
-    return init
-
-
 def _real_equalized(module, spatial, in_features, features, scale):
-    return module.param("kernel", _normal(scale), (*spatial, in_features, features)), 1.0
+    return module.param("kernel", base.flat_normal(scale), (*spatial, in_features, features)), 1.0
 
 
 def _quaternion_equalized(module, spatial, in_features, features, scale):
-    w = module.param("kernel", _normal(scale), (4, *spatial, in_features // 4, features // 4))
+    w = module.param("kernel", base.flat_normal(scale), (4, *spatial, in_features // 4, features // 4))
     return qt.hamilton_kernel(w), 1.0
 
 
 def _phc_equalized(n: int):
     def make(module, spatial, in_features, features, scale):
-        a = module.param("A", _normal(1.0), (n, n, n))
-        f = module.param("F", _normal(scale), (n, *spatial, in_features // n, features // n))
+        a = module.param("A", base.flat_normal(1.0), (n, n, n))
+        f = module.param("F", base.flat_normal(scale), (n, *spatial, in_features // n, features // n))
         return phc.phc_kernel(a, f), float(n)  # sum_s A_s F_s: n unit-variance products per entry.
     return make
 

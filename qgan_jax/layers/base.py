@@ -40,21 +40,30 @@ def bias_initializer(bias_init: BiasInit, fan_in: int, owner: str) -> Callable:
     if bias_init == "zeros":
         return nn.initializers.zeros_init()
     if bias_init == "torch":
-        bound = 1.0 / math.sqrt(max(fan_in, 1))
-        return sample_flat(lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-            key, shape, dtype, -bound, bound))
+        return flat_uniform(1.0 / math.sqrt(max(fan_in, 1)))
     raise ValueError(f"{owner}: unknown bias_init {bias_init!r}; allowed: a callable or one of "
                      f"{', '.join(BIAS_INITS)}.")
 
 
-def sample_flat(init: Callable) -> Callable:
-    """Wraps a shape-agnostic random initialiser to draw a flat vector and reshape it.
+# Every random initialiser draws a flat vector and reshapes it: random draws of high-rank shapes compile very slowly
+# on CPU with partitionable threefry. A scale is a number or a function of the parameter's shape (its fans).
+Scale = Union[float, Callable[[tuple[int, ...]], float]]
 
-    Random draws of high-rank shapes compile very slowly on CPU with partitionable threefry.
-    """
-    def wrapped(key, shape, dtype=jnp.float32):
-        return init(key, (math.prod(shape),), dtype).reshape(shape)
-    return wrapped
+
+def flat_normal(std: Scale) -> Callable:
+    """``N(0, std^2)``; e.g. N(0, 0.02^2), or Kaiming fan_out with ``std = lambda s: sqrt(2 / (s[-1] * k))``."""
+    def init(key, shape, dtype=jnp.float32):
+        scale = std(tuple(shape)) if callable(std) else std
+        return (scale * jax.random.normal(key, (math.prod(shape),), dtype)).reshape(shape)
+    return init
+
+
+def flat_uniform(bound: Scale) -> Callable:
+    """``U(-bound, bound)``; e.g. PyTorch's Linear / bias default ``1/sqrt(fan_in)``, glorot / xavier."""
+    def init(key, shape, dtype=jnp.float32):
+        b = bound(tuple(shape)) if callable(bound) else bound
+        return jax.random.uniform(key, (math.prod(shape),), dtype, -b, b).reshape(shape)
+    return init
 
 
 def lecun_normal() -> Callable:

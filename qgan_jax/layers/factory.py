@@ -13,7 +13,6 @@ import dataclasses
 import math
 from typing import Any, Callable, Optional, Union
 
-import jax
 import jax.numpy as jnp
 from flax import linen as nn
 
@@ -27,17 +26,13 @@ DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float
 
 
 def normal_init(stddev: float = 0.02) -> Callable:
-    """N(0, stddev^2), sampled flat (see ``base.sample_flat``)."""
-    return base.sample_flat(lambda key, shape, dtype=jnp.float32: stddev * jax.random.normal(key, shape, dtype))
+    """N(0, stddev^2) (the GAN papers' init), drawn flat."""
+    return base.flat_normal(stddev)
 
 
 def glorot_uniform() -> Callable:
-    """Keras' default kernel init, U(+-sqrt(6 / (fan_in + fan_out))) on ``(*k, in, out)``, sampled flat."""
-    def init(key, shape, dtype=jnp.float32):
-        receptive = math.prod(shape[:-2])
-        limit = math.sqrt(6.0 / (receptive * (shape[-2] + shape[-1])))
-        return jax.random.uniform(key, (math.prod(shape),), dtype, -limit, limit).reshape(shape)
-    return init
+    """Keras' default kernel init, U(+-sqrt(6 / (fan_in + fan_out))) on ``(*k, in, out)``, drawn flat."""
+    return base.flat_uniform(lambda shape: math.sqrt(6.0 / (math.prod(shape[:-2]) * (shape[-2] + shape[-1]))))
 
 
 def resolve_dtype(name: str):

@@ -34,19 +34,13 @@ Array = jax.Array
 
 
 def kaiming_normal_fan_out() -> Callable:
-    """N(0, 2 / fan_out), fan_out = out * prod(kernel) on HWIO (mmcv's involution init), sampled flat."""
-    def init(key, shape, dtype=jnp.float32):
-        std = math.sqrt(2.0 / (shape[-1] * math.prod(shape[:-2])))
-        return std * jax.random.normal(key, (math.prod(shape),), dtype).reshape(shape)
-    return init
+    """N(0, 2 / fan_out), fan_out = out * prod(kernel) on HWIO (mmcv's involution init), drawn flat."""
+    return base.flat_normal(lambda shape: math.sqrt(2.0 / (shape[-1] * math.prod(shape[:-2]))))
 
 
 def torch_linear_init() -> Callable:
-    """PyTorch ``nn.Linear``'s default kernel init, U(+-1/sqrt(fan_in)), sampled flat."""
-    def init(key, shape, dtype=jnp.float32):
-        bound = 1.0 / math.sqrt(max(math.prod(shape[:-1]), 1))
-        return jax.random.uniform(key, (math.prod(shape),), dtype, -bound, bound).reshape(shape)
-    return init
+    """PyTorch ``nn.Linear``'s default kernel init, U(+-1/sqrt(fan_in)), drawn flat."""
+    return base.flat_uniform(lambda shape: 1.0 / math.sqrt(max(math.prod(shape[:-1]), 1)))
 
 
 @dataclasses.dataclass(frozen=True)

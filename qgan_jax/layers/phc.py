@@ -36,9 +36,7 @@ def phc_kernel(A: Array, F: Array) -> Array:
 
 
 def _xavier_uniform(fan_in: int, fan_out: int):
-    bound = math.sqrt(6.0 / (fan_in + fan_out))
-    return base.sample_flat(lambda key, shape, dtype=jnp.float32: jax.random.uniform(
-        key, shape, dtype, -bound, bound))
+    return base.flat_uniform(math.sqrt(6.0 / (fan_in + fan_out)))
 
 
 class _PHKernel:

@@ -31,6 +31,7 @@ import numpy as np
 from flax import linen as nn
 from jax import lax
 
+from qgan_jax.layers import base
 from qgan_jax.layers.algebra import REAL, Algebra
 
 Array = jax.Array
@@ -148,12 +149,6 @@ def conv2d_resample(x: Array, kernel: Array, taps: Sequence[float] = FIR_FILTER,
 # Equalised-lr parameters
 # ---------------------------------------------------------------------------------------------------
 
-def _normal(scale: float):
-    def init(key, shape, dtype=jnp.float32):
-        return (scale * jax.random.normal(key, (math.prod(shape),), dtype)).reshape(shape)
-    return init
-
-
 class EqualizedDense(nn.Module):
     """Equalised-lr fully-connected layer (real) on the last axis: ``act(x W c + b lrmul) * gain``.
 
@@ -172,7 +167,7 @@ class EqualizedDense(nn.Module):
     @nn.compact
     def __call__(self, x: Array) -> Array:
         in_features = x.shape[-1]
-        kernel = self.param("kernel", _normal(1.0 / self.lr_multiplier), (in_features, self.features))
+        kernel = self.param("kernel", base.flat_normal(1.0 / self.lr_multiplier), (in_features, self.features))
         coef = self.weight_gain * self.lr_multiplier / math.sqrt(in_features)
         y = jnp.dot(x, kernel * coef)
         bias = None

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from typing import Any, Optional
 
 import jax
@@ -78,7 +77,7 @@ def _check_resolution(owner: str, resolution: int, divisor: int) -> int:
 def _dropout(x: Array, rate: float, train: bool, module: nn.Module) -> Array:
     """Keras Dropout (inverted, keep 1 - rate) when training with a 'dropout' rng; identity otherwise.
 
-    The mask is drawn flat: high-rank random draws compile slowly on CPU (``base.sample_flat``).
+    The mask is drawn flat: high-rank random draws compile slowly on CPU (see ``base.flat_normal``).
     """
     if rate <= 0 or not train or not module.has_rng("dropout"):
         return x
