@@ -172,13 +172,16 @@ class QuaternionBatchNorm(nn.Module):
         if use_running_average:
             mean, var = ra_mean.value.astype(dtype), ra_var.value.astype(dtype)[0]
         else:
-            # Shifted by one sample per component; sum_c E[(x_c - mu_c)^2] pools the components' variances.
-            shift = lax.stop_gradient(xc[(0,) * (xc.ndim - 2) + (slice(None), 0)])    # (n,)
-            mean, variances = shifted_moments(xc, reduce_axes, shift[:, None])          # (n,), (n,)
+            # Statistics in >= float32 (a float32 island under bfloat16 activations, as rbn.BatchNorm); shifted by one
+            # sample per component; sum_c E[(x_c - mu_c)^2] pools the components' variances.
+            xf = xc.astype(jnp.promote_types(dtype, jnp.float32))
+            shift = lax.stop_gradient(xf[(0,) * (xf.ndim - 2) + (slice(None), 0)])    # (n,)
+            mean, variances = shifted_moments(xf, reduce_axes, shift[:, None])          # (n,), (n,)
             var = jnp.maximum(jnp.sum(variances), 0.0)
             if not self.is_initializing():
                 stat_dtype = ra_mean.value.dtype
                 ra_mean.value = (1 - self.momentum) * ra_mean.value + self.momentum * mean.astype(stat_dtype)
                 ra_var.value = (1 - self.momentum) * ra_var.value + self.momentum * var.astype(stat_dtype)
+            mean, var = mean.astype(dtype), var.astype(dtype)
         y = (xc - mean[:, None]) * lax.rsqrt(var + self.epsilon) * scale.astype(dtype)
         return y.reshape(x.shape) + bias.astype(dtype)
