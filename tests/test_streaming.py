@@ -318,3 +318,69 @@ def test_training_streams_a_200k_image_source_with_flat_memory(tmp_path, monkeyp
     config.sample.every_steps = 0
     train.train_and_evaluate(config, tmp_path / 'run')
     assert [r['step'] for r in _metrics(tmp_path / 'run')][-1] == 6
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Two processes (jax.distributed on localhost) stream disjoint shards and agree.
+
+_STREAM_WORKER = """
+import json, sys
+import jax
+import numpy as np
+jax.config.update('jax_disable_most_optimizations', True)
+from tests.test_train import tiny_config
+from qgan_jax import parallel, streaming, train
+assert parallel.initialize_distributed()
+workdir, images = sys.argv[1], sys.argv[2]
+decoded = {}
+host_batch = streaming.StreamingSource.host_batch
+
+def recording(self, step, global_batch_size, seed):
+    decoded[int(step)] = self.host_rows(step, global_batch_size, seed).tolist()
+    return host_batch(self, step, global_batch_size, seed)
+
+streaming.StreamingSource.host_batch = recording
+config = tiny_config(num_steps=3)
+config.data.source, config.data.pipeline, config.data.max_examples = f'folder:{images}', 'stream', 0
+config.data.center_crop = True
+config.checkpoint.every_steps = 0
+state = train.train_and_evaluate(config, workdir)
+np.savez(f'{workdir}/state_{jax.process_index()}.npz', *jax.tree.leaves(parallel.to_host(state)))
+print(json.dumps({'process': jax.process_index(), 'processes': jax.process_count(), 'rows': decoded}))
+"""
+
+
+@pytest.mark.slow
+def test_two_processes_stream_disjoint_shards_and_agree(tmp_path):
+    import subprocess
+
+    from tests import test_parallel
+    images = _write_folder(tmp_path / 'images', count=40)
+    address = f'127.0.0.1:{test_parallel._free_port()}'
+    workers = [subprocess.Popen([sys.executable, '-c', _STREAM_WORKER, str(tmp_path / 'run'), str(images)],
+                                cwd=test_parallel.ROOT, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=test_parallel._env(2, JAX_COORDINATOR_ADDRESS=address, JAX_NUM_PROCESSES='2',
+                                                       JAX_PROCESS_ID=str(i))) for i in range(2)]
+    try:
+        outputs = [worker.communicate(timeout=600) for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+    for worker, (_, stderr) in zip(workers, outputs):
+        assert worker.returncode == 0, stderr[-4000:]
+    reports = sorted((test_parallel._last_json(stdout) for stdout, _ in outputs), key=lambda r: r['process'])
+    assert [r['process'] for r in reports] == [0, 1] and reports[0]['processes'] == 2
+    config = tiny_config()
+    steps = sorted(int(s) for s in reports[0]['rows'])
+    assert steps[:6] == list(range(6))  # 3 steps x n_critic 2 real batches (and prefetched ones).
+    for step in range(6):
+        first, second = reports[0]['rows'][str(step)], reports[1]['rows'][str(step)]
+        assert len(first) == len(second) == config.train.batch_size // 2
+        assert not set(first) & set(second)
+        np.testing.assert_array_equal(first + second, data.batch_indices(config.train.seed, step, 40,
+                                                                         config.train.batch_size))
+    with np.load(tmp_path / 'run' / 'state_0.npz') as a, np.load(tmp_path / 'run' / 'state_1.npz') as b:
+        assert len(a.files) > 10
+        for name in a.files:
+            np.testing.assert_array_equal(a[name], b[name])
