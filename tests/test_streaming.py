@@ -384,3 +384,13 @@ def test_two_processes_stream_disjoint_shards_and_agree(tmp_path):
         assert len(a.files) > 10
         for name in a.files:
             np.testing.assert_array_equal(a[name], b[name])
+
+
+def test_fid_reference_reads_a_streamed_dataset_in_chunks_with_the_resident_cache_key(tmp_path):
+    from qgan_jax import evaluation
+    root = _write_folder(tmp_path / 'images', count=10)
+    streamed = data.make_source(_config(f'folder:{root}', 'stream'))
+    resident = data.make_source(_config(f'folder:{root}', 'resident'))
+    assert evaluation._content_sha256(streamed.images) == evaluation._content_sha256(resident.images)
+    chunks = [streamed.images[i:i + 4] for i in range(0, 10, 4)]
+    np.testing.assert_array_equal(np.concatenate(chunks), resident.images)
