@@ -9,10 +9,12 @@ its rows [p * B / P, (p + 1) * B / P) of every global batch (disjoint per-host s
 Random-access readers:
 
   folder:<path>  the sorted image files (as `data.folder` lists them), read with PIL.
-  tfds:<name>    `tfds.data_source(name, split=...)`: the ArrayRecord files of a prepared TFDS dataset.
+  tfds:<name>    `tfds.data_source(name, split=...)`: the ArrayRecord files of a prepared TFDS dataset (images
+                 decoded by TFDS's NumPy path, OpenCV or PIL: JPEG-stored datasets may differ from the resident
+                 path's TensorFlow decoding in the lowest bits; each path is deterministic on its own).
 
-Every row goes through `data._ImageOps` (channel conversion, centre crop, resize), so a streamed image is bitwise
-the resident one. A host batch is decoded by a pool of `data.decode_threads` threads, and the next
+Every row goes through `data._ImageOps` (channel conversion, centre crop, resize), so a streamed `folder:` image
+is bitwise the resident one. A host batch is decoded by a pool of `data.decode_threads` threads, and the next
 `data.prefetch` host batches are decoded in the background while the device trains; a step that was not
 prefetched (the first one after a resume) is decoded on demand: `host_batch(step, ...)` always returns that step.
 
@@ -145,7 +147,9 @@ class TfdsReader:
     def read(self, row: int) -> tuple[np.ndarray, int | None]:
         try:
             example = self.source[int(row)]
-        except _UNREADABLE as error:
+        except Exception as error:  # A damaged record: whatever the ArrayRecord reader or image decoder raises.
+            if isinstance(error, IndexError):
+                raise
             raise UnreadableExample(f'cannot decode {self.describe(row)} '
                                     f'({type(error).__name__}: {_first_line(error)})') from error
         image = np.asarray(example['image'])
@@ -397,8 +401,12 @@ def make_source(config: Any, *, process_index: int = 0, process_count: int = 1) 
             f'decoded')
     if pipeline == 'auto' and size <= budget:
         streamed.close()
-        return _resident(config, process_index, process_count,
-                         f'data.pipeline=auto: {what} fit data.resident_budget_gb={budget / 1e9:g}')
+        reason = f'data.pipeline=auto: {what} fit data.resident_budget_gb={budget / 1e9:g}'
+        if streamed.skip_corrupt:  # The resident loaders do not skip: hold the streamed rows instead.
+            images, labels = streamed.decode_rows(np.arange(streamed.num_examples))
+            logging.info('Data: resident %s (%s), decoded with data.skip_corrupt.', source, reason)
+            return data.Source(images, labels, streamed.label_names, process_index, process_count)
+        return _resident(config, process_index, process_count, reason)
     reason = ('data.pipeline=stream' if pipeline == 'stream'
               else f'data.pipeline=auto: {what} exceed data.resident_budget_gb={budget / 1e9:g}')
     logging.info('Data: streaming %s (%s); process %d of %d decodes its %s of each batch with %d threads, '

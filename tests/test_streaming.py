@@ -146,8 +146,12 @@ def test_unreadable_file_is_named_or_skipped_deterministically(tmp_path, caplog)
     np.testing.assert_array_equal(images[4], images[5])  # The next readable row stands in for the bad one.
     assert '0004.png' in caplog.text and 'skipped' in caplog.text
     again = data.make_source(_config(f'folder:{root}', skip_corrupt=True, decode_threads=1))
+    resident = data.make_source(_config(f'folder:{root}', 'auto', skip_corrupt=True))  # Fits the budget.
+    assert isinstance(resident, data.Source)
+    np.testing.assert_array_equal(resident.images, images)
     for step in range(4):
         _assert_batches_equal(skipping.host_batch(step, 6, 0), again.host_batch(step, 6, 0))
+        _assert_batches_equal(skipping.host_batch(step, 6, 0), resident.host_batch(step, 6, 0))
 
 
 def test_empty_or_missing_folder_is_a_one_line_error(tmp_path):
