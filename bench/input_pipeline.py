@@ -29,7 +29,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import configs  # noqa: E402
-from qgan_jax import data, streaming  # noqa: E402
+from qgan_jax import data  # noqa: E402
 
 CASES = {  # name: (source (H, W), image_size, center_crop)
     '64px_from_178x218': ((218, 178), 64, True),
