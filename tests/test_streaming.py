@@ -398,3 +398,15 @@ def test_fid_reference_reads_a_streamed_dataset_in_chunks_with_the_resident_cach
     assert evaluation._content_sha256(streamed.images) == evaluation._content_sha256(resident.images)
     chunks = [streamed.images[i:i + 4] for i in range(0, 10, 4)]
     np.testing.assert_array_equal(np.concatenate(chunks), resident.images)
+
+
+def test_input_pipeline_bench_measures_a_generated_folder(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('bench_input_pipeline',
+                                                  pathlib.Path(__file__).resolve().parents[1] / 'bench' /
+                                                  'input_pipeline.py')
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.write_jpegs(tmp_path / 'jpegs', 4, (40, 32))
+    result = bench.measure(tmp_path / 'jpegs', 16, True, 1, 4, 0.05)
+    assert result['images_per_s'] > 0 and result['images'] >= 4
