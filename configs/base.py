@@ -44,6 +44,12 @@ def get_config() -> ml_collections.ConfigDict:
     # --- Data --------------------------------------------------------------------------------------
     config.data = data.default_config()
     config.data.quaternion = "zero"       # Quaternion models see [0, R, G, B] (D8); 'reference' gives -1.
+    config.data.pipeline = "auto"         # auto | resident | stream: auto keeps the decoded uint8 dataset
+                                          # resident when it fits resident_budget_gb, streams it otherwise.
+    config.data.resident_budget_gb = 4.0  # Decoded bytes (GB) a resident dataset may take per host (auto).
+    config.data.decode_threads = 0        # Streaming: threads decoding each host batch (0 = os.cpu_count()).
+    config.data.prefetch = 2              # Streaming: host batches decoded ahead, overlapping the step.
+    config.data.skip_corrupt = False      # Streaming: True skips an unreadable image (warning) instead of failing.
 
     # --- Loss --------------------------------------------------------------------------------------
     config.loss = ml_collections.ConfigDict()

@@ -35,6 +35,7 @@ def paper_config(*, num_latents: int, latent_dim: int, r1_gamma: float, mirror: 
     config.data.center_crop = center_crop   # upstream crops to an aspect ratio instead (not ported: spec §7.2).
     config.data.quaternion = "none"
     config.data.random_flip = mirror
+    config.data.pipeline = "stream"         # Decoded on demand, each host its shard (README, Data).
     gansformer.apply_training_defaults(config, batch_size=32)
     config.loss.r1_gamma = r1_gamma
     config.train.num_steps = 781_250        # 25,000 kimg at batch 32.

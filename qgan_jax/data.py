@@ -70,6 +70,14 @@ def default_config() -> ml_collections.ConfigDict:
     config.tfds_data_dir = ''          # TFDS data_dir; '' uses TFDS's default (~/tensorflow_datasets).
     config.tfds_download = False       # Let TFDS download and prepare a missing dataset (needs network; offline,
                                        # TFDS retries for minutes before failing, hence off by default).
+    config.pipeline = 'auto'           # auto | resident | stream: auto keeps a resident uint8 array when the decoded
+                                       # dataset fits resident_budget_gb, else streams (qgan_jax/streaming.py);
+                                       # npz: and sample: sources are always resident.
+    config.resident_budget_gb = 4.0    # Decoded uint8 bytes (GB) a resident dataset may take on each host (auto).
+    config.decode_threads = 0          # Streaming: threads decoding a host batch; 0 = os.cpu_count().
+    config.prefetch = 2                # Streaming: host batches decoded ahead in the background (0 = none).
+    config.skip_corrupt = False        # Streaming: an unreadable image is an error naming the file; True skips it
+                                       # (warning) and uses the next readable one in its place.
     return config
 
 
@@ -495,9 +503,14 @@ class Source:
 
 
 def make_source(config: Any, *, process_index: int = 0, process_count: int = 1) -> Source:
-    """Loads the data config's source (resident uint8 NHWC) for process `process_index` of `process_count`."""
+    """Loads the data config's source (resident uint8 NHWC) for process `process_index` of `process_count`;
+    with data.pipeline = auto | stream, `streaming.make_source` chooses (a `streaming.StreamingSource` has the
+    same interface)."""
     if not 0 <= process_index < process_count:
         raise ValueError(f'process_index={process_index} must lie in [0, process_count={process_count})')
+    if _field(config, 'pipeline') != 'resident':
+        from qgan_jax import streaming  # Lazy: streaming imports this module.
+        return streaming.make_source(config, process_index=process_index, process_count=process_count)
     loaded = _load(config)
     return Source(loaded.images, loaded.labels, loaded.label_names, process_index, process_count)
 

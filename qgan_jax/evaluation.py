@@ -118,8 +118,9 @@ def extract_features(network: Any, batches: Iterable[np.ndarray], batch_size: in
 
 
 def _content_sha256(images: np.ndarray) -> str:
-    digest = hashlib.sha256(repr((images.shape, images.dtype.str)).encode())
-    digest.update(np.ascontiguousarray(images).data)
+    digest = hashlib.sha256(repr((tuple(images.shape), np.dtype(images.dtype).str)).encode())
+    for start in range(0, len(images), 4096):  # In chunks (same digest): a streamed dataset decodes piecewise.
+        digest.update(np.ascontiguousarray(images[start:start + 4096]).data)
     return digest.hexdigest()
 
 

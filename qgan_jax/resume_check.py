@@ -20,7 +20,8 @@ from absl import logging
 from qgan_jax import observability
 
 FREE_FIELDS = ('train.num_steps', 'train.time_budget_minutes', 'train.log_every', 'train.tensorboard',
-               'train.allow_config_change')
+               'train.allow_config_change', 'data.pipeline', 'data.resident_budget_gb', 'data.decode_threads',
+               'data.prefetch')  # The data pipeline's fields change how batches are made, not which.
 FREE_SECTIONS = ('checkpoint.', 'sample.', 'eval.')
 
 
