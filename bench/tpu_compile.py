@@ -87,8 +87,8 @@ def main(argv=None) -> int:
         parser.error(f'jax.experimental.topologies is unavailable: {error}')
     rows, failures = [], 0
     if args.json and pathlib.Path(args.json).is_file():
-        rows = json.loads(pathlib.Path(args.json).read_text())
-        failures = sum('error' in row or not row.get('fits', False) for row in rows)
+        rows = [row for row in json.loads(pathlib.Path(args.json).read_text()) if 'error' not in row]  # Retry those.
+        failures = sum(not row['fits'] for row in rows)
     done = {(row['slice'], row['config']) for row in rows}
 
     def save(row: dict) -> None:
@@ -114,6 +114,13 @@ def main(argv=None) -> int:
             config = load(spec)
             row = {'slice': name, 'chips': len(devices), 'hosts': hosts, 'config': spec,
                    'batch': config.train.batch_size, 'n_critic': config.train.n_critic, 'hbm_gib': HBM_GIB[kind]}
+            if config.train.batch_size % len(devices):  # The trainer refuses it in one line; compile the next fit.
+                batch = -(-config.train.batch_size // len(devices)) * len(devices)
+                row.update(paper_batch=config.train.batch_size, batch=batch,
+                           note=f'paper batch {config.train.batch_size} is not a multiple of {len(devices)} chips '
+                                f'(the trainer says so in one line); compiled at batch {batch}')
+                with config.unlocked():
+                    config.train.batch_size = batch
             try:
                 row.update(compile_step(config, devices))
             except Exception as error:  # noqa: BLE001 - a failure to compile is a finding, reported in one line.
