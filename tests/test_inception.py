@@ -13,6 +13,7 @@ import pytest
 from flax import traverse_util
 
 from qgan_jax.io import torch_checkpoint
+from tests import torch_writer
 from qgan_jax.metrics import inception as inc
 
 
@@ -99,7 +100,7 @@ def state_dict():
 @pytest.fixture(scope="module")
 def weights_file(state_dict, tmp_path_factory):
     path = tmp_path_factory.mktemp("inception") / "random_fid_inception.pth"
-    torch_checkpoint.save_state_dict(path, state_dict)
+    torch_writer.save_state_dict(path, state_dict)
     return path
 
 
@@ -225,7 +226,7 @@ def test_missing_num_batches_tracked_is_fine(state_dict):
 
 
 def test_load_from_legacy_file(state_dict, tmp_path):
-    from tests.test_torch_checkpoint import save_legacy
+    from tests.torch_writer import save_legacy
 
     path = tmp_path / "legacy.pth"
     save_legacy(path, state_dict)
