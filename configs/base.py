@@ -1,6 +1,7 @@
 """Shared defaults of every qgan_jax config. Variants import `get_config()` and override a few fields.
 
-Every field is commented; configs are the only home of hyper-parameters.
+Every field is commented; configs are the only home of hyper-parameters: library code reads these fields without
+fallback defaults, and family blocks (`config.model.<family>`) come from each family's `default_config()`.
 """
 
 import ml_collections
