@@ -1,5 +1,5 @@
-"""Factorised CIFAR-10 (frog class) GAN of josephjojoe/factorised-image-generation as coded (giu_factorised.md
-§9–§11, D14): the three 5x5 convs of G become (5, 1) + (1, 5) pairs.
+"""Factorised CIFAR-10 (frog class) GAN of josephjojoe/factorised-image-generation as coded
+(docs/decisions.md#gf-9 to #gf-11, #d14): the three 5x5 convs of G become (5, 1) + (1, 5) pairs.
 
     python main.py --config=configs/factorised_cifar10.py --workdir=runs/factorised_cifar10
     python main.py --config=configs/factorised_cifar10.py --mode=summary --workdir=/tmp/s   # also the naive twin

@@ -1,4 +1,5 @@
-"""Factorised MNIST GAN of josephjojoe/factorised-image-generation as coded (giu_factorised.md §9–§11, D14).
+"""Factorised MNIST GAN of josephjojoe/factorised-image-generation as coded (docs/decisions.md#gf-9 to
+#gf-11, #d14).
 
     python main.py --config=configs/factorised_mnist.py --workdir=runs/factorised_mnist
     python main.py --config=configs/factorised_mnist.py --mode=summary --workdir=/tmp/s   # also the naive twin

@@ -1,4 +1,5 @@
-"""GANsformer on LSUN-Bedrooms 256x256 (TFDS lsun/bedroom): the paper's / released settings (spec §5).
+"""GANsformer on LSUN-Bedrooms 256x256 (TFDS lsun/bedroom): the paper's / released settings
+(docs/decisions.md#gansformer-5).
 
     python main.py --config=configs/gansformer_bedrooms.py --workdir=runs/gansformer_bedrooms
 

@@ -1,4 +1,4 @@
-"""GANsformer on CelebA 64x64 (spec gansformer.md §7).
+"""GANsformer on CelebA 64x64 (docs/decisions.md#gansformer-7).
 
     python main.py --config=configs/gansformer_celeba64.py --workdir=runs/gansformer_celeba64
 

@@ -1,4 +1,4 @@
-"""GANsformer on CIFAR-10 (32x32): the released recipe scaled to 32 px (spec gansformer.md §7).
+"""GANsformer on CIFAR-10 (32x32): the released recipe scaled to 32 px (docs/decisions.md#gansformer-7).
 
     python main.py --config=configs/gansformer_cifar10.py --workdir=runs/gansformer_cifar10
     python main.py --config=configs/gansformer_cifar10.py --workdir=runs/qgansformer --config.model.algebra=quaternion

@@ -1,4 +1,4 @@
-"""GANsformer on Cityscapes 256x256: the paper's / released settings (spec gansformer.md §5).
+"""GANsformer on Cityscapes 256x256: the paper's / released settings (docs/decisions.md#gansformer-5).
 
     python main.py --config=configs/gansformer_cityscapes.py --workdir=runs/gansformer_cityscapes \
         --config.data.source=folder:/path/to/cityscapes

@@ -1,4 +1,5 @@
-"""GANsformer on CLEVR 256x256 (TFDS clevr): the paper's / released settings (spec gansformer.md §5).
+"""GANsformer on CLEVR 256x256 (TFDS clevr): the paper's / released settings
+(docs/decisions.md#gansformer-5).
 
     python main.py --config=configs/gansformer_clevr.py --workdir=runs/gansformer_clevr
 

@@ -1,4 +1,4 @@
-"""GANsformer on FFHQ 256x256: the paper's / released settings (spec gansformer.md §5).
+"""GANsformer on FFHQ 256x256: the paper's / released settings (docs/decisions.md#gansformer-5).
 
     python main.py --config=configs/gansformer_ffhq.py --workdir=runs/gansformer_ffhq \
         --config.data.source=folder:/path/to/ffhq256

@@ -64,7 +64,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.classes = ()                # Labels to keep (ints, or class names where known); () keeps all.
     config.max_examples = 0            # Keep only the first N examples after the class filter; 0 keeps all.
     config.random_flip = False         # Random horizontal flip in `preprocess` (needs a key).
-    config.quaternion = 'none'         # none: C channels | zero: [0, R, G, B] (D8) | reference: [-1, R, G, B].
+    config.quaternion = 'none'         # none: C channels | zero: [0, R, G, B] | reference: [-1, R, G, B]
+                                       # (docs/decisions.md#d8).
     config.fake_real_part = 'free'     # Quaternion models: free (D sees G's channel 0 as generated, as the
                                        # reference) | data (set to the real images' constant before D sees it).
     config.tfds_data_dir = ''          # TFDS data_dir; '' uses TFDS's default (~/tensorflow_datasets).
@@ -489,7 +490,8 @@ def preprocess(images: jax.Array | np.ndarray, config: Any, key: jax.Array | Non
 
     `data.random_flip` flips each image horizontally with probability 1/2 drawn from `key` (required then).
     `data.quaternion`: 'none' keeps C channels; 'zero' gives (N, H, W, 4) = [0, R, G, B] (scale, then prepend a
-    zero real part, D8); 'reference' gives [-1, R, G, B] (zero prepended before the affine map, as the reference).
+    zero real part, docs/decisions.md#d8); 'reference' gives [-1, R, G, B] (zero prepended before the affine map,
+    as the reference).
     """
     images = jnp.asarray(images)
     if images.dtype != jnp.uint8 or images.ndim != 4:
@@ -529,7 +531,7 @@ def project_fakes(images: jax.Array, config: Any) -> jax.Array:
 
 def to_uint8(images: jax.Array | np.ndarray, config: Any) -> np.ndarray:
     """float (N, H, W, C) in [-1, 1] -> uint8 RGB / gray NHWC for display and FID; quaternion modes drop the real
-    part (channel 0) of 4-channel images (D8)."""
+    part (channel 0) of 4-channel images (docs/decisions.md#d8)."""
     images = np.asarray(images, np.float32)
     if config.quaternion != 'none' and images.shape[-1] == 4:
         images = images[..., 1:]

@@ -101,7 +101,7 @@ def test_import_reproduces_outputs(tmp_path, rng, get_config, model, family, alg
     d_vars = _random_variables(discriminator, images, rng)
     for module, variables, x, is_gen in ((generator, g_vars, z, True), (discriminator, d_vars, images, False)):
         sd = _to_reference(variables, family, algebra, is_gen, g_offset=1)
-        if family == "sngan" and not is_gen:  # the reference's dead First_Residual_D.res_conv (D7)
+        if family == "sngan" and not is_gen:  # the reference's dead First_Residual_D.res_conv (docs/decisions.md#d7)
             sd.update({k.replace("conv_short", "res_conv"): v for k, v in sd.items() if "re1.conv_short" in k})
         path = tmp_path / f"{'G' if is_gen else 'D'}.pth"
         torch_writer.save_state_dict(path, sd)
