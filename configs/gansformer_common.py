@@ -72,7 +72,7 @@ def paper_config(*, num_latents: int, latent_dim: int, r1_gamma: float, mirror: 
                  style: bool = True) -> ml_collections.ConfigDict:
     """The released GANformer setting at 256 px with the per-dataset fields of docs/decisions.md#gf-5."""
     # Upstream crops CLEVR / Cityscapes to an aspect ratio instead of centre-cropping (not ported:
-    # docs/decisions.md#gf-7).
+    # docs/decisions.md#gansformer-7-2).
     config = gansformer_config(resolution=256, num_latents=num_latents, latent_dim=latent_dim, r1_gamma=r1_gamma,
                                mirror=mirror, source=source, num_steps=781_250,   # 25,000 kimg at batch 32.
                                image_size=256, center_crop=center_crop,

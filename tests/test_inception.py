@@ -18,7 +18,7 @@ from qgan_jax.metrics import inception as inc
 
 
 def conv_layers():
-    """(prefix, out, in, kh, kw) of the 94 BasicConv2d layers in the order of the FID Inception state dict (pt_inception-2015-12-05)."""
+    """(prefix, out, in, kh, kw) of the 94 BasicConv2d layers, in the order of the FID Inception state dict."""
     layers = [("Conv2d_1a_3x3", 32, 3, 3, 3), ("Conv2d_2a_3x3", 32, 32, 3, 3), ("Conv2d_2b_3x3", 64, 32, 3, 3),
               ("Conv2d_3b_1x1", 80, 64, 1, 1), ("Conv2d_4a_3x3", 192, 80, 3, 3)]
     for m, cin, pool in (("Mixed_5b", 192, 32), ("Mixed_5c", 256, 64), ("Mixed_5d", 288, 64)):
