@@ -13,8 +13,8 @@ import pytest
 from flax import traverse_util
 
 from qgan_jax.io import torch_checkpoint
-from tests import torch_writer
 from qgan_jax.metrics import inception as inc
+from tests import torch_writer
 
 
 def conv_layers():
