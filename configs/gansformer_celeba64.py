@@ -8,10 +8,10 @@ heuristic), mirror on, batch 32, Adam 0.002 (0, 0.99), G EMA half-life 10 kimg, 
 CelebA: centre crop then resize to 64.
 """
 
-from configs import gansformer_common
+from configs.recipes import gansformer as gansformer_recipe
 
 
 def get_config():
-    return gansformer_common.gansformer_config(resolution=64, num_latents=16, latent_dim=32, channel_base=8192,
+    return gansformer_recipe.gansformer_config(resolution=64, num_latents=16, latent_dim=32, channel_base=8192,
                                                channel_max=256, r1_gamma=0.0256, mirror=True, source="tfds:celeb_a",
                                                image_size=64, center_crop=True, num_steps=300_000)

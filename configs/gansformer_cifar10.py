@@ -12,10 +12,10 @@ G EMA half-life 10 kimg, style mixing 0.9. The algebra switch makes the synthesi
 PHC (the mapping, affine and attention layers stay real).
 """
 
-from configs import gansformer_common
+from configs.recipes import gansformer as gansformer_recipe
 
 
 def get_config():
-    return gansformer_common.gansformer_config(resolution=32, num_latents=8, latent_dim=32, channel_base=4096,
+    return gansformer_recipe.gansformer_config(resolution=32, num_latents=8, latent_dim=32, channel_base=4096,
                                                channel_max=256, r1_gamma=0.01, mirror=True, source="tfds:cifar10",
                                                num_steps=300_000)

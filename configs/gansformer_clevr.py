@@ -8,9 +8,9 @@ style modulation (plain convolutions: --style False), R1 gamma 40, no mirroring.
 to 256x256 (upstream keeps a 0.75 aspect ratio by cropping the output; not ported).
 """
 
-from configs import gansformer_common
+from configs.recipes import gansformer as gansformer_recipe
 
 
 def get_config():
-    return gansformer_common.paper_config(num_latents=8, latent_dim=16, r1_gamma=40.0, mirror=False,
+    return gansformer_recipe.paper_config(num_latents=8, latent_dim=16, r1_gamma=40.0, mirror=False,
                                           source="tfds:clevr", mapping_self_attention=False, style=False)

@@ -11,9 +11,9 @@ R1 gamma 10 (lazy, every 16 D steps), mirror on, batch 32, Adam 0.002 (0, 0.99),
 style mixing 0.9, 25,000 kimg nominal. The other paper configs derive from this one.
 """
 
-from configs import gansformer_common
+from configs.recipes import gansformer as gansformer_recipe
 
 
 def get_config():
-    return gansformer_common.paper_config(num_latents=16, latent_dim=32, r1_gamma=10.0, mirror=True,
+    return gansformer_recipe.paper_config(num_latents=16, latent_dim=32, r1_gamma=10.0, mirror=True,
                                           source="folder:data/ffhq")

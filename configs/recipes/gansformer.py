@@ -2,13 +2,13 @@
 
 `gansformer_config` builds a GANsformer config at any resolution; `paper_config` fixes the 256 px settings of the
 paper's datasets (FFHQ, CLEVR, LSUN-Bedrooms, Cityscapes: docs/decisions.md#gf-5); `training_recipe` is the
-released optimisation recipe. Each gansformer_*.py config is one call to one of them.
+released optimisation recipe. Each configs/gansformer_*.py is one call to one of them.
 """
 
 import ml_collections
 
 from configs import base
-from qgan_jax.models import gansformer
+from qgan_jax.models import gansformer as gansformer_model
 
 
 def training_recipe(config: ml_collections.ConfigDict, *, batch_size: int = 32) -> ml_collections.ConfigDict:
@@ -27,8 +27,8 @@ def training_recipe(config: ml_collections.ConfigDict, *, batch_size: int = 32) 
     config.sample.truncation_psi = 0.7  # Grids and --mode=sample only; FID never truncates.
     config.train.n_critic = 1
     config.train.batch_size = batch_size
-    config.train.ema_decay = gansformer.ema_decay_from_half_life(config.model.gansformer.ema_half_life_kimg,
-                                                                 batch_size)
+    config.train.ema_decay = gansformer_model.ema_decay_from_half_life(config.model.gansformer.ema_half_life_kimg,
+                                                                       batch_size)
     return config
 
 
@@ -42,7 +42,7 @@ def gansformer_config(*, resolution: int, num_latents: int, latent_dim: int, r1_
     config.model.algebra = "real"
     config.model.resolution = resolution
     config.model.channels = 0               # auto: 3 for real, 4 for quaternion / PHC-4.
-    config.model.gansformer = gansformer.default_config()
+    config.model.gansformer = gansformer_model.default_config()
     g = config.model.gansformer
     g.num_latents = num_latents
     g.latent_dim = latent_dim
