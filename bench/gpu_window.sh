@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One accelerator window in one call: the training-iteration benchmark, then QSNGAN-32 and SNGAN-32 (paper
 # configs) trained for the same wall-time budget each on cifar10_train10k, 5,000 samples from each.
-# (Interim driver until bench/device_check exists, issue 14.)
+# (Interim driver, written before bench/device_check.py existed.)
 #
 # Prepare here (once):
 #   echo /.whl/ >> .git/info/exclude; echo /.devdata/ >> .git/info/exclude

@@ -3,10 +3,10 @@
     python bench/torch_twin.py [--models=qsngan32,sngan32] [--batch=64] [--compile] [--sample_batch=1000]
                                [--min_seconds=2] [--json=out.json]
 
-Written from ../shared/spec/quaternion_phc.md (§2 Hamilton kernel, §5 init, §6 QSN, §7 QBN, §8 blocks, §9.1 models,
-§12 iteration) as the reference builds it: each quaternion conv assembles its four components into one real OIHW
-kernel (4O, 4I, kh, kw) and calls `conv2d`; QSN divides that kernel by one power-iteration sigma; real layers use
-`torch.nn.utils.spectral_norm`. One iteration = one D update (hinge loss, a single D forward over real and detached
+Written from the reference notes in docs/decisions.md (#qp-2 Hamilton kernel, #qp-5 init, #qp-6 QSN, #qp-7 QBN,
+#qp-8 blocks, #qp-9-1 models, #qp-12 iteration) as the reference builds it: each quaternion conv assembles its
+four components into one real OIHW kernel (4O, 4I, kh, kw) and calls `conv2d`; QSN divides that kernel by one
+power-iteration sigma; real layers use `torch.nn.utils.spectral_norm`. One iteration = one D update (hinge loss, a single D forward over real and detached
 fake) and one G update reusing the same fake, Adam lr 2e-4, betas (0, 0.9) — the reference's crit_iter = 1.
 Parameter counts equal the reference's exactly (D with its dead `res_conv`), and are asserted.
 Times are medians over at least `--min_seconds` with the device synchronised; eager and, with `--compile`,
@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-# Reference parameter counts (quaternion_phc.md §10 table: reference columns, D with its dead res_conv).
+# Reference parameter counts (docs/decisions.md#qp-10, #d7: D with its dead res_conv).
 REFERENCE_PARAMS = {'sngan32': (4_276_739, 1_054_336), 'qsngan32': (1_469_124, 265_088)}
 
 
@@ -66,7 +66,8 @@ class QConv(nn.Module):
 
 
 class QBatchNorm(nn.Module):
-    """Quaternion batch norm (§7): 4 component means and one pooled variance per layer; gamma per quaternion channel."""
+    """Quaternion batch norm (docs/decisions.md#qp-7): 4 component means and one pooled variance per layer; gamma
+    per quaternion channel."""
 
     def __init__(self, channels: int):
         super().__init__()

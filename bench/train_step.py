@@ -54,7 +54,7 @@ def peak_memory_bytes() -> int | None:
 
 
 def precision_of(config) -> str:
-    return f'{config.model.get("dtype", "float32")}/{config.model.get("matmul_precision", "default")}'
+    return f'{config.model.dtype}/{config.model.matmul_precision}'
 
 
 def _time(fn, repeats: int, min_seconds: float) -> float:

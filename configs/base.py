@@ -1,6 +1,7 @@
 """Shared defaults of every qgan_jax config. Variants import `get_config()` and override a few fields.
 
-Every field is commented; configs are the only home of hyper-parameters.
+Every field is commented; configs are the only home of hyper-parameters: library code reads these fields without
+fallback defaults, and family blocks (`config.model.<family>`) come from each family's `default_config()`.
 """
 
 import ml_collections
@@ -26,14 +27,17 @@ def get_config() -> ml_collections.ConfigDict:
                                                # units; resolution = 4 * 2**(len - 1).
     config.model.d_width = 128            # Discriminator base width (sngan: times d_multipliers; dcgan: ndf).
     config.model.d_multipliers = (1, 1, 1, 1)  # sngan: widths of the D blocks, in d_width units.
-    config.model.d_downsamples = 2        # sngan: the first k D blocks pool (zero-padded 2x2 mean, D7).
-    config.model.d_pool = "padded"        # sngan D pooling: padded (the reference's zero-padded 2x2 mean, D7) |
-                                          # plain (2x2 mean without padding; same parameters).
+    config.model.d_downsamples = 2        # sngan: the first k D blocks pool (zero-padded 2x2 mean,
+                                          # docs/decisions.md#d7).
+    config.model.d_pool = "padded"        # sngan D pooling: padded (the reference's zero-padded 2x2 mean,
+                                          # docs/decisions.md#d7) | plain (2x2 mean without padding; same
+                                          # parameters).
     config.model.d_head_bias = False      # sngan: bias of the real D head (False at 32 px, True at 128 px).
     config.model.batch_norm = True        # BN (QBN for quaternion) in G (and in D for dcgan).
-    config.model.spectral_norm = True     # Spectral norm (D4) on every D layer.
+    config.model.spectral_norm = True     # Spectral norm (docs/decisions.md#d4) on every D layer.
     config.model.factorised = False       # dcgan / giu_gan: each k x k transposed conv of G as a clean
-                                          # (k, 1) + (1, k) pair (D14); --mode=summary shows the saving.
+                                          # (k, 1) + (1, k) pair (docs/decisions.md#d14); --mode=summary shows
+                                          # the saving.
     config.model.init = "normal"          # Kernel init: normal (N(0, 0.02^2), the QSNGAN models) | default
                                           # (the layer's own: quaternion-he/glorot, PyTorch xavier for PHC).
     config.model.dtype = "float32"        # Activation dtype (float32 | bfloat16); parameters stay float32.
@@ -43,7 +47,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # --- Data --------------------------------------------------------------------------------------
     config.data = data.default_config()
-    config.data.quaternion = "zero"       # Quaternion models see [0, R, G, B] (D8); 'reference' gives -1.
+    config.data.quaternion = "zero"       # Quaternion models see [0, R, G, B] (docs/decisions.md#d8); 'reference': -1.
     config.data.pipeline = "auto"         # auto | resident | stream: auto keeps the decoded uint8 dataset
                                           # resident when it fits resident_budget_gb, streams it otherwise.
     config.data.resident_budget_gb = 4.0  # Decoded bytes (GB) a resident dataset may take per host (auto).

@@ -1,13 +1,13 @@
-"""Factorised CIFAR-10 (frog class) GAN of josephjojoe/factorised-image-generation as coded (giu_factorised.md
-§9–§11, D14): the three 5x5 convs of G become (5, 1) + (1, 5) pairs.
+"""Factorised CIFAR-10 (frog class) GAN of josephjojoe/factorised-image-generation as coded
+(docs/decisions.md#gf-9 to #gf-11, #d14): the three 5x5 convs of G become (5, 1) + (1, 5) pairs.
 
     python main.py --config=configs/factorised_cifar10.py --workdir=runs/factorised_cifar10
     python main.py --config=configs/factorised_cifar10.py --mode=summary --workdir=/tmp/s   # also the naive twin
 
 G 3,971,587 parameters vs the naive twin's 6,264,579 (36.60 % saved); D 790,913.
 The reference's inverted labels (fake = 1, real = 0) are the non-saturating loss with D negated; not reproduced:
-its label noise (+0.05 U[0, 1)), RMSprop clipvalue 1.0, real images in [0, 1] (an upstream quirk; here [-1, 1])
-and Dropout without a trainer 'dropout' rng.
+its label noise (+0.05 U[0, 1)), RMSprop clipvalue 1.0 and real images in [0, 1] (an upstream quirk; here
+[-1, 1]). D's Dropout is active in training (the trainer passes a 'dropout' rng).
 """
 
 import ml_collections

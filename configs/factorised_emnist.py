@@ -1,4 +1,5 @@
-"""Factorised EMNIST-letters GAN of josephjojoe/factorised-image-generation as coded (giu_factorised.md §9–§11).
+"""Factorised EMNIST-letters GAN of josephjojoe/factorised-image-generation as coded (docs/decisions.md#gf-9 to
+#gf-11).
 
     python main.py --config=configs/factorised_emnist.py --workdir=runs/factorised_emnist
 

@@ -1,10 +1,11 @@
-"""Factorised MNIST GAN of josephjojoe/factorised-image-generation as coded (giu_factorised.md §9–§11, D14).
+"""Factorised MNIST GAN of josephjojoe/factorised-image-generation as coded (docs/decisions.md#gf-9 to
+#gf-11, #d14).
 
     python main.py --config=configs/factorised_mnist.py --workdir=runs/factorised_mnist
     python main.py --config=configs/factorised_mnist.py --mode=summary --workdir=/tmp/s   # also the naive twin
 
 G 1,588,805 parameters with BN statistics (1,563,077 trainable) vs the naive twin's 2,330,944 (31.84 % saved);
-D 212,865. Not reproduced: the reference's Keras Dropout runs only when the trainer passes a 'dropout' rng.
+D 212,865. D's Keras Dropout is active in training (the trainer passes a 'dropout' rng).
 """
 
 import ml_collections

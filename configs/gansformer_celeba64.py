@@ -1,4 +1,4 @@
-"""GANsformer on CelebA 64x64 (spec gansformer.md §7).
+"""GANsformer on CelebA 64x64 (docs/decisions.md#gansformer-7).
 
     python main.py --config=configs/gansformer_celeba64.py --workdir=runs/gansformer_celeba64
 
@@ -8,32 +8,10 @@ heuristic), mirror on, batch 32, Adam 0.002 (0, 0.99), G EMA half-life 10 kimg, 
 CelebA: centre crop then resize to 64.
 """
 
-from configs import base
-from qgan_jax.models import gansformer
+from configs.recipes import gansformer as gansformer_recipe
 
 
 def get_config():
-    config = base.get_config()
-    config.model.name = "gansformer"
-    config.model.algebra = "real"
-    config.model.resolution = 64
-    config.model.channels = 0
-    config.model.gansformer = gansformer.default_config()
-    g = config.model.gansformer
-    g.num_latents = 16
-    g.latent_dim = 32
-    g.channel_base = 8192
-    g.channel_max = 256
-    config.model.z_dim = (g.get_ref("num_latents") + 1) * g.get_ref("latent_dim")
-    config.data.source = "tfds:celeb_a"
-    config.data.center_crop = True
-    config.data.image_size = 64
-    config.data.quaternion = "none"
-    config.data.random_flip = True
-    gansformer.apply_training_defaults(config, batch_size=32)
-    config.loss.r1_gamma = 0.0256
-    config.train.num_steps = 300_000
-    config.checkpoint.every_steps = 10_000
-    config.sample.every_steps = 5_000
-    config.eval.every_steps = 50_000
-    return config
+    return gansformer_recipe.gansformer_config(resolution=64, num_latents=16, latent_dim=32, channel_base=8192,
+                                               channel_max=256, r1_gamma=0.0256, mirror=True, source="tfds:celeb_a",
+                                               image_size=64, center_crop=True, num_steps=300_000)

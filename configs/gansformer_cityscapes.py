@@ -1,4 +1,4 @@
-"""GANsformer on Cityscapes 256x256: the paper's / released settings (spec gansformer.md §5).
+"""GANsformer on Cityscapes 256x256: the paper's / released settings (docs/decisions.md#gansformer-5).
 
     python main.py --config=configs/gansformer_cityscapes.py --workdir=runs/gansformer_cityscapes \
         --config.data.source=folder:/path/to/cityscapes
@@ -8,9 +8,9 @@ data.source at it. K = 16 local latents of d = 32 (z_dim 544), R1 gamma 20, mirr
 to 256x256 (upstream keeps a 0.5 aspect ratio by cropping the output; not ported).
 """
 
-from configs import gansformer_ffhq
+from configs.recipes import gansformer as gansformer_recipe
 
 
 def get_config():
-    return gansformer_ffhq.paper_config(num_latents=16, latent_dim=32, r1_gamma=20.0, mirror=True,
-                                        source="folder:data/cityscapes")
+    return gansformer_recipe.paper_config(num_latents=16, latent_dim=32, r1_gamma=20.0, mirror=True,
+                                          source="folder:data/cityscapes")

@@ -1,4 +1,5 @@
-"""GANsformer on CLEVR 256x256 (TFDS clevr): the paper's / released settings (spec gansformer.md §5).
+"""GANsformer on CLEVR 256x256 (TFDS clevr): the paper's / released settings
+(docs/decisions.md#gansformer-5).
 
     python main.py --config=configs/gansformer_clevr.py --workdir=runs/gansformer_clevr
 
@@ -7,9 +8,9 @@ style modulation (plain convolutions: --style False), R1 gamma 40, no mirroring.
 to 256x256 (upstream keeps a 0.75 aspect ratio by cropping the output; not ported).
 """
 
-from configs import gansformer_ffhq
+from configs.recipes import gansformer as gansformer_recipe
 
 
 def get_config():
-    return gansformer_ffhq.paper_config(num_latents=8, latent_dim=16, r1_gamma=40.0, mirror=False,
-                                        source="tfds:clevr", mapping_self_attention=False, style=False)
+    return gansformer_recipe.paper_config(num_latents=8, latent_dim=16, r1_gamma=40.0, mirror=False,
+                                          source="tfds:clevr", mapping_self_attention=False, style=False)

@@ -1,4 +1,5 @@
-"""GIU-GAN on CIFAR-10 (Tian et al. 2022; giu_factorised.md §6–§8, D10–D13): the headline configuration.
+"""GIU-GAN on CIFAR-10 (Tian et al. 2022; docs/decisions.md#gf-6 to #gf-8,
+#d10 to #d13): the headline configuration.
 
     python main.py --config=configs/giu_cifar10.py --workdir=runs/giu_cifar10
     python main.py --config=configs/giu_cifar10.py --workdir=runs/giu_cifar10 --config.data.source=npz:cifar10.npz
@@ -30,7 +31,7 @@ def get_config():
     config.model.init = "normal"
     config.model.giu = giu_gan.default_config()
     config.data.source = "tfds:cifar10"
-    config.data.quaternion = "none"         # resolved to 'zero' when the model reads 4 channels (D8).
+    config.data.quaternion = "none"         # resolved to 'zero' when the model reads 4 channels (docs/decisions.md#d8).
     config.loss.name = "wasserstein"
     config.loss.gp_weight = 10.0
     config.train.n_critic = 5

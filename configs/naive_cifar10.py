@@ -1,5 +1,5 @@
-"""Naive (unfactorised) CIFAR-10 (frog class) GAN of josephjojoe/factorised-image-generation (giu_factorised.md
-§10.1).
+"""Naive (unfactorised) CIFAR-10 (frog class) GAN of josephjojoe/factorised-image-generation
+(docs/decisions.md#gf-10-1).
 
     python main.py --config=configs/naive_cifar10.py --workdir=runs/naive_cifar10
 

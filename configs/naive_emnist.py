@@ -1,4 +1,4 @@
-"""Naive (unfactorised) EMNIST-letters GAN of josephjojoe/factorised-image-generation (giu_factorised.md §10.2).
+"""Naive (unfactorised) EMNIST-letters GAN of josephjojoe/factorised-image-generation (docs/decisions.md#gf-10-2).
 
     python main.py --config=configs/naive_emnist.py --workdir=runs/naive_emnist
 

@@ -1,4 +1,4 @@
-"""Naive (unfactorised) MNIST GAN of josephjojoe/factorised-image-generation (giu_factorised.md §10.2).
+"""Naive (unfactorised) MNIST GAN of josephjojoe/factorised-image-generation (docs/decisions.md#gf-10-2).
 
     python main.py --config=configs/naive_mnist.py --workdir=runs/naive_mnist
 

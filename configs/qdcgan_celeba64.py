@@ -1,4 +1,4 @@
-"""QDCGAN_64 on CelebA at 64x64 (quaternion_phc.md §9.3): quaternion init kept, no biases.
+"""QDCGAN_64 on CelebA at 64x64 (docs/decisions.md#qp-9-3): quaternion init kept, no biases.
 
 G 952,496 and D 698,469 parameters.
 """

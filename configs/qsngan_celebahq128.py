@@ -1,4 +1,5 @@
-"""QSNGAN_128 on CelebA-HQ at 128x128 (quaternion_phc.md §9.2, §12: QSNGAN_128.txt).
+"""QSNGAN_128 on CelebA-HQ at 128x128 (docs/decisions.md#qp-9-2, #qp-12:
+QSNGAN_128.txt).
 
 CelebA-HQ needs a manual download: prepare TFDS `celeb_a_hq/128` (see the TFDS catalogue) or point
 --config.data.source at a folder: or npz: copy of the 30k images at 128x128.
@@ -23,5 +24,5 @@ def get_config():
     config.data.image_size = 128
     config.data.quaternion = "zero"
     config.train.n_critic = 5
-    config.train.num_steps = 22_000     # ~235 epochs of 30k images at n_critic 5 (§12).
+    config.train.num_steps = 22_000     # ~235 epochs of 30k images at n_critic 5 (docs/decisions.md#qp-12).
     return config

@@ -1,4 +1,4 @@
-"""QSNGAN_32 (quaternion) on CIFAR-10 (quaternion_phc.md §9.1, D9).
+"""QSNGAN_32 (quaternion) on CIFAR-10 (docs/decisions.md#qp-9-1, #d9).
 
     python main.py --config=configs/qsngan_cifar10.py --workdir=runs/qsngan_cifar10
     python main.py --config=configs/qsngan_cifar10.py --mode=summary --workdir=/tmp/s \
@@ -15,6 +15,6 @@ def get_config():
     config.model.algebra = "quaternion"
     config.model.resolution = 32
     config.data.source = "tfds:cifar10"
-    config.data.quaternion = "zero"   # [0, R, G, B] (D8); 'reference' reproduces the -1 real part.
-    config.train.n_critic = 5         # QSNGAN_128.txt: crit_iter 5 (D9).
+    config.data.quaternion = "zero"   # [0, R, G, B] (docs/decisions.md#d8); 'reference' reproduces the -1 real part.
+    config.train.n_critic = 5         # QSNGAN_128.txt: crit_iter 5 (docs/decisions.md#d9).
     return config

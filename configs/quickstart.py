@@ -18,7 +18,7 @@ def get_config():
     config.model.name = "sngan"
     config.model.algebra = "quaternion"
     config.model.resolution = 32
-    config.model.channels = 4              # [0, R, G, B] images (D8).
+    config.model.channels = 4              # [0, R, G, B] images (docs/decisions.md#d8).
     config.model.z_dim = 64
     config.model.g_width = 32              # The paper's QSNGAN-32 has 256 and 128.
     config.model.d_width = 16

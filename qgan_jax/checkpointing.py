@@ -3,7 +3,7 @@
 Orbax writes each checkpoint into a temporary directory and renames it to `<step>` only once it is complete, so a
 half-written checkpoint (preemption, crash, full disk) never replaces a good one; leftovers of an interrupted save
 are removed the next time a manager opens the directory. Saves are asynchronous: the training loop continues while
-the previous state is written, and `wait()` blocks until everything is on disk.
+the previous state is written, and `close()` blocks until everything is on disk.
 
 Integrity: every save also records a SHA-256 of the state's values in `<workdir>/checkpoints.sha256.json`.
 `restore_latest_good` restores the newest step whose data can be read and whose values match that digest; a step

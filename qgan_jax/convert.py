@@ -1,10 +1,10 @@
-"""Import eleGAN23/QGAN PyTorch state dicts into qgan_jax variables (quaternion_phc.md §10).
+"""Import eleGAN23/QGAN PyTorch state dicts into qgan_jax variables (docs/decisions.md#qp-10).
 
 ``from_qgan_torch(state_dict, module) -> {'params': ..., 'batch_stats': ...}`` for the SNGAN / QSNGAN
 and DCGAN / QDCGAN generators and discriminators built by ``qgan_jax.models.build``. The state dict is
 a flat name -> array mapping (``qgan_jax.io.torch_checkpoint.load``). Every variable of the module must
 be found and every reference key used; the only keys skipped are ``num_batches_tracked`` counters and
-the dead ``re1.res_conv`` of the reference discriminator (D7).
+the dead ``re1.res_conv`` of the reference discriminator (docs/decisions.md#d7).
 """
 
 from __future__ import annotations

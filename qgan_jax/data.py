@@ -12,9 +12,9 @@ A source is named by the string `config.data.source`:
 
 Every source is loaded once, on the host, into a resident uint8 NHWC array: class filter, channel conversion,
 centre crop and resize happen there. Scaling to [-1, 1], random horizontal flips and the RGB -> quaternion mapping
-(decisions D8) happen in `preprocess`, which is jittable, so a trainer can either keep the array on device and
-gather batches inside its step (`device_batch_indices`) or feed host batches (`Source.host_batch`). Both orders are
-functions of (seed, step) only, which makes resumed runs see exactly the data of an uninterrupted run.
+(docs/decisions.md#d8) happen in `preprocess`, which is jittable and runs inside the train step. The trainer
+feeds host batches (`Source.host_batch`), whose order is a function of (seed, step) only, so a resumed run sees
+exactly the data of an uninterrupted run.
 
 TensorFlow / TFDS are imported only when a `tfds:` source is loaded.
 """
@@ -64,7 +64,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.classes = ()                # Labels to keep (ints, or class names where known); () keeps all.
     config.max_examples = 0            # Keep only the first N examples after the class filter; 0 keeps all.
     config.random_flip = False         # Random horizontal flip in `preprocess` (needs a key).
-    config.quaternion = 'none'         # none: C channels | zero: [0, R, G, B] (D8) | reference: [-1, R, G, B].
+    config.quaternion = 'none'         # none: C channels | zero: [0, R, G, B] | reference: [-1, R, G, B]
+                                       # (docs/decisions.md#d8).
     config.fake_real_part = 'free'     # Quaternion models: free (D sees G's channel 0 as generated, as the
                                        # reference) | data (set to the real images' constant before D sees it).
     config.tfds_data_dir = ''          # TFDS data_dir; '' uses TFDS's default (~/tensorflow_datasets).
@@ -79,15 +80,6 @@ def default_config() -> ml_collections.ConfigDict:
     config.skip_corrupt = False        # Streaming: an unreadable image is an error naming the file; True skips it
                                        # (warning) and uses the next readable one in its place.
     return config
-
-
-_DEFAULTS = default_config()
-
-
-def _field(config: Any, name: str) -> Any:
-    """`config.<name>`, falling back to `default_config()` for fields a config does not define."""
-    value = config.get(name, None) if hasattr(config, 'get') else getattr(config, name, None)
-    return _DEFAULTS[name] if value is None else value
 
 
 class _Loaded(NamedTuple):
@@ -153,11 +145,11 @@ class _ImageOps:
     """The host-side per-image transforms chosen by a data config."""
 
     def __init__(self, config: Any):
-        self.source = _field(config, 'source')
-        self.image_size = int(_field(config, 'image_size'))
-        self.center_crop = bool(_field(config, 'center_crop'))
-        self.channels = int(_field(config, 'channels'))
-        method = _field(config, 'resize_method')
+        self.source = config.source
+        self.image_size = int(config.image_size)
+        self.center_crop = bool(config.center_crop)
+        self.channels = int(config.channels)
+        method = config.resize_method
         if method not in RESIZE_METHODS:
             raise ValueError(f'data.resize_method={method!r} is unknown; allowed: {", ".join(RESIZE_METHODS)}')
         self.resample = RESIZE_METHODS[method]
@@ -193,10 +185,10 @@ def _stack(images: Sequence[np.ndarray], source: str) -> np.ndarray:
 
 def _class_ids(config: Any, label_names: tuple[str, ...] | None, has_labels: bool) -> np.ndarray | None:
     """The label ids named by `data.classes` (ints or names), or None to keep every class."""
-    wanted = tuple(_field(config, 'classes') or ())
+    wanted = tuple(config.classes or ())
     if not wanted:
         return None
-    source = _field(config, 'source')
+    source = config.source
     if not has_labels:
         raise ValueError(f'data.classes={wanted} needs labels, but data.source={source!r} has none')
     ids = []
@@ -217,7 +209,7 @@ def _class_ids(config: Any, label_names: tuple[str, ...] | None, has_labels: boo
 
 def _finish_arrays(images: np.ndarray, labels: np.ndarray | None, label_names, config: Any) -> _Loaded:
     """Applies class filter, max_examples and image ops to in-memory uint8 arrays."""
-    source = _field(config, 'source')
+    source = config.source
     if images.dtype != np.uint8:
         raise ValueError(f'data.source={source!r}: `image` must be uint8, got {images.dtype}')
     if images.ndim == 3:
@@ -232,7 +224,7 @@ def _finish_arrays(images: np.ndarray, labels: np.ndarray | None, label_names, c
     if keep is not None:
         rows = np.flatnonzero(np.isin(labels, keep))
         images, labels = images[rows], labels[rows]
-    max_examples = int(_field(config, 'max_examples'))
+    max_examples = int(config.max_examples)
     if max_examples > 0:
         images = images[:max_examples]
         labels = None if labels is None else labels[:max_examples]
@@ -246,7 +238,7 @@ def _finish_arrays(images: np.ndarray, labels: np.ndarray | None, label_names, c
 
 
 def _load_npz(path: str, config: Any) -> _Loaded:
-    source = _field(config, 'source')
+    source = config.source
     file = pathlib.Path(path).expanduser()
     if not file.is_file():
         raise FileNotFoundError(f'data.source={source!r}: no file {str(file)!r}; give the path of an .npz with '
@@ -281,7 +273,7 @@ def _read_image_file(path: pathlib.Path) -> np.ndarray:
 
 
 def _load_folder(path: str, config: Any) -> _Loaded:
-    source = _field(config, 'source')
+    source = config.source
     root = pathlib.Path(path).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f'data.source={source!r}: no directory {str(root)!r}')
@@ -298,7 +290,7 @@ def _load_folder(path: str, config: Any) -> _Loaded:
     if keep is not None:
         rows = np.flatnonzero(np.isin(labels, keep))
         files, labels = [files[i] for i in rows], labels[rows]
-    max_examples = int(_field(config, 'max_examples'))
+    max_examples = int(config.max_examples)
     if max_examples > 0:
         files = files[:max_examples]
         labels = None if labels is None else labels[:max_examples]
@@ -320,7 +312,7 @@ def _hide_accelerators_from_tensorflow(tf: Any) -> None:
 
 
 def _load_tfds(name: str, split: str, config: Any) -> _Loaded:
-    source = _field(config, 'source')
+    source = config.source
     try:
         import tensorflow as tf
         import tensorflow_datasets as tfds
@@ -328,7 +320,7 @@ def _load_tfds(name: str, split: str, config: Any) -> _Loaded:
         raise ImportError(f'data.source={source!r} needs tensorflow and tensorflow-datasets '
                           f'(pip install tensorflow-cpu tensorflow-datasets), {_LOCAL_COPY_HINT}') from error
     _hide_accelerators_from_tensorflow(tf)
-    data_dir = _field(config, 'tfds_data_dir') or None
+    data_dir = config.tfds_data_dir or None
     where = f'data_dir={data_dir!r}' if data_dir else 'the default TFDS data_dir'
     try:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -336,7 +328,7 @@ def _load_tfds(name: str, split: str, config: Any) -> _Loaded:
         raise ValueError(f'data.source={source!r}: TFDS has no dataset {name!r} (see tfds.list_builders()); '
                          f'{_LOCAL_COPY_HINT}') from error
     if not builder.is_prepared():
-        if not _field(config, 'tfds_download'):
+        if not config.tfds_download:
             raise FileNotFoundError(
                 f'data.source={source!r}: TFDS dataset {name!r} is not prepared in {where}; prepare it on a '
                 f'networked machine (`tfds build {name} --data_dir=...`, or --config.data.tfds_download=True) and '
@@ -363,7 +355,7 @@ def _load_tfds(name: str, split: str, config: Any) -> _Loaded:
     except (ValueError, KeyError) as error:
         raise ValueError(f'data.source={source!r}: split {split!r} is not available for {name!r} '
                          f'(splits: {list(builder.info.splits)})') from error
-    max_examples = int(_field(config, 'max_examples'))
+    max_examples = int(config.max_examples)
     ops = _ImageOps(config)
     images, labels = [], []
     for example in tfds.as_numpy(dataset):
@@ -381,9 +373,9 @@ def _load_tfds(name: str, split: str, config: Any) -> _Loaded:
 
 def _load(config: Any) -> _Loaded:
     """Loads `config.source` into resident uint8 arrays and checks them against the config."""
-    source = _field(config, 'source')
+    source = config.source
     kind, name, split = parse_source(source)
-    mode = _field(config, 'quaternion')
+    mode = config.quaternion
     if mode not in QUATERNION_MODES:
         raise ValueError(f'data.quaternion={mode!r} is unknown; allowed: {", ".join(QUATERNION_MODES)}')
     if kind == 'tfds':
@@ -396,7 +388,7 @@ def _load(config: Any) -> _Loaded:
         loaded = _load_sample(name, config)
     if loaded.images.shape[0] == 0:
         raise ValueError(f'data.source={source!r}: no examples left after data.classes='
-                         f'{tuple(_field(config, "classes"))} / data.max_examples={_field(config, "max_examples")}')
+                         f'{tuple(config.classes)} / data.max_examples={config.max_examples}')
     if mode != 'none' and loaded.images.shape[-1] != 3:
         raise ValueError(f'data.quaternion={mode!r} needs 3-channel RGB images, but data.source={source!r} gives '
                          f'{loaded.images.shape[-1]}; set data.channels=3')
@@ -435,23 +427,6 @@ def batch_indices(seed: int, step: int, num_examples: int, global_batch_size: in
         selected = epochs == epoch
         rows[selected] = _cached_epoch_permutation(int(seed), int(epoch), num_examples)[offsets[selected]]
     return rows
-
-
-def device_batch_indices(key: jax.Array, step: jax.Array | int, num_examples: int,
-                         batch_size: int) -> jax.Array:
-    """Jittable counterpart of `batch_indices`: int32 (batch_size,) rows for `step`, epochs permuted by
-    `jax.random.permutation(fold_in(key, epoch))` (a different order from the NumPy one, same semantics).
-
-    `num_examples` and `batch_size` are static; `step` may be traced (step * batch_size must fit in int32).
-    """
-    step = jnp.asarray(step, jnp.int32)
-    positions = step * batch_size + jnp.arange(batch_size, dtype=jnp.int32)
-    epochs, offsets = jnp.divmod(positions, num_examples)
-    first_epoch = epochs[0]
-    num_epochs = batch_size // num_examples + 2  # Static bound on the epochs one batch can touch.
-    permutations = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), num_examples))(
-        first_epoch + jnp.arange(num_epochs, dtype=jnp.int32))
-    return permutations[epochs - first_epoch, offsets].astype(jnp.int32)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -520,7 +495,7 @@ _UINT8_TO_UNIT = (np.arange(256, dtype=np.float64) / 127.5 - 1.0).astype(np.floa
 
 def num_channels(config: Any, image_channels: int) -> int:
     """Channels `preprocess` outputs for stored images with `image_channels` channels (4 for quaternion modes)."""
-    return image_channels if _field(config, 'quaternion') == 'none' else 4
+    return image_channels if config.quaternion == 'none' else 4
 
 
 def preprocess(images: jax.Array | np.ndarray, config: Any, key: jax.Array | None = None) -> jax.Array:
@@ -528,18 +503,19 @@ def preprocess(images: jax.Array | np.ndarray, config: Any, key: jax.Array | Non
 
     `data.random_flip` flips each image horizontally with probability 1/2 drawn from `key` (required then).
     `data.quaternion`: 'none' keeps C channels; 'zero' gives (N, H, W, 4) = [0, R, G, B] (scale, then prepend a
-    zero real part, D8); 'reference' gives [-1, R, G, B] (zero prepended before the affine map, as the reference).
+    zero real part, docs/decisions.md#d8); 'reference' gives [-1, R, G, B] (zero prepended before the affine map,
+    as the reference).
     """
     images = jnp.asarray(images)
     if images.dtype != jnp.uint8 or images.ndim != 4:
         raise ValueError(f'preprocess expects uint8 (N, H, W, C) NHWC images, got {images.dtype} {images.shape}')
-    mode = _field(config, 'quaternion')
+    mode = config.quaternion
     if mode not in QUATERNION_MODES:
         raise ValueError(f'data.quaternion={mode!r} is unknown; allowed: {", ".join(QUATERNION_MODES)}')
     if mode != 'none' and images.shape[-1] != 3:
         raise ValueError(f'data.quaternion={mode!r} needs 3-channel images, got {images.shape[-1]}; '
                          'set data.channels=3')
-    if _field(config, 'random_flip'):
+    if config.random_flip:
         if key is None:
             raise ValueError('data.random_flip=True needs a PRNG key in preprocess(images, config, key)')
         flip = jax.random.bernoulli(key, 0.5, (images.shape[0],))
@@ -557,7 +533,7 @@ def project_fakes(images: jax.Array, config: Any) -> jax.Array:
     """Generated (N, H, W, 4) quaternion images with the real part (channel 0) set to the constant of the real
     images (0 for data.quaternion='zero', -1 for 'reference') when data.fake_real_part='data': a projection onto
     the data's pure quaternions, so D cannot tell real from fake by channel 0. Identity otherwise."""
-    mode, fake_real_part = _field(config, 'quaternion'), _field(config, 'fake_real_part')
+    mode, fake_real_part = config.quaternion, config.fake_real_part
     if fake_real_part not in FAKE_REAL_PARTS:
         raise ValueError(f'data.fake_real_part={fake_real_part!r} is unknown; allowed: {", ".join(FAKE_REAL_PARTS)}')
     if fake_real_part == 'free' or mode == 'none' or images.shape[-1] != 4:
@@ -568,9 +544,9 @@ def project_fakes(images: jax.Array, config: Any) -> jax.Array:
 
 def to_uint8(images: jax.Array | np.ndarray, config: Any) -> np.ndarray:
     """float (N, H, W, C) in [-1, 1] -> uint8 RGB / gray NHWC for display and FID; quaternion modes drop the real
-    part (channel 0) of 4-channel images (D8)."""
+    part (channel 0) of 4-channel images (docs/decisions.md#d8)."""
     images = np.asarray(images, np.float32)
-    if _field(config, 'quaternion') != 'none' and images.shape[-1] == 4:
+    if config.quaternion != 'none' and images.shape[-1] == 4:
         images = images[..., 1:]
     # Halves round up, as in metrics.inception.quantize (the FID pipeline's quantiser).
     return np.clip(np.floor((images + 1.0) * 127.5 + 0.5), 0.0, 255.0).astype(np.uint8)

@@ -47,13 +47,13 @@ def fd_name(network: str) -> str:
 
 def metrics_of(config: ml_collections.ConfigDict) -> tuple[str, ...]:
     """`eval.metrics`, or when empty every metric the network supports (DEFAULT_METRICS)."""
-    return tuple(config.eval.get('metrics', ())) or DEFAULT_METRICS[config.eval.get('network', 'inception')]
+    return tuple(config.eval.metrics) or DEFAULT_METRICS[config.eval.network]
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
     """Raises a one-line ValueError for a bad `eval` field."""
     ev = config.eval
-    network = ev.get('network', 'inception')
+    network = ev.network
     if network not in NETWORKS:
         raise ValueError(f'eval.network={network!r} is unknown; allowed: {", ".join(NETWORKS)}')
     metrics = metrics_of(config)
@@ -64,7 +64,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ValueError("eval.metrics 'is' (Inception Score) needs eval.network='inception'")
     if 'classes' in metrics and network != 'classifier':
         raise ValueError("eval.metrics 'classes' needs eval.network='classifier'")
-    best = ev.get('best_metric', '')
+    best = ev.best_metric
     if best and best not in BEST_METRICS:
         raise ValueError(f'eval.best_metric={best!r} is unknown; allowed: {", ".join(BEST_METRICS)} or "" (off)')
     if best and not _metric_enabled(metrics, best):
@@ -72,7 +72,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if ev.num_images < MIN_IMAGES[network]:
         raise ValueError(f'eval.num_images={ev.num_images} must be >= {MIN_IMAGES[network]} for a full-rank '
                          f'{network} feature covariance (or set eval.every_steps=0)')
-    if ev.get('reference', ''):
+    if ev.reference:
         data.parse_source(ev.reference)
 
 
@@ -85,13 +85,13 @@ def _metric_enabled(metrics: tuple[str, ...], best: str) -> bool:
 def load_network(config: ml_collections.ConfigDict, context: str = 'eval.network=inception') -> Any:
     """The feature network of `config.eval`: the FID Inception or the packaged CIFAR-10 classifier. `context` starts
     the one-line error raised when the Inception weights are missing."""
-    network = config.eval.get('network', 'inception')
+    network = config.eval.network
     if network == 'classifier':
         from qgan_jax.metrics import classifier
-        return classifier.load_classifier(config.eval.get('classifier_path') or None)
+        return classifier.load_classifier(config.eval.classifier_path or None)
     from qgan_jax.metrics import inception
     try:
-        return inception.load_inception(config.eval.get('inception_path') or None)
+        return inception.load_inception(config.eval.inception_path or None)
     except FileNotFoundError as error:
         raise FileNotFoundError(
             f'{context} needs the FID Inception weights: {error}; point --config.eval.inception_path at a local '
@@ -155,11 +155,11 @@ def load_reference_images(config: ml_collections.ConfigDict, train_images: np.nd
     """(uint8 NHWC images, description) of `eval.reference` ('' = the training data), at most
     `eval.reference_num_images` of them (a fixed random subset; 0 = all). A reference source gets the training
     data's class filter and image geometry (a frogs-only run is compared with frogs)."""
-    source = config.eval.get('reference', '')
+    source = config.eval.reference
     if source:
         reference_config = data.default_config()
         for field in ('image_size', 'center_crop', 'resize_method', 'channels', 'classes', 'tfds_data_dir'):
-            reference_config[field] = config.data.get(field, reference_config[field])
+            reference_config[field] = config.data[field]
         reference_config.source = source
         images = data.load_array(reference_config)
         description = source
@@ -167,7 +167,7 @@ def load_reference_images(config: ml_collections.ConfigDict, train_images: np.nd
         if train_images is None:
             raise ValueError('eval.reference is empty (the training data) but no training images were given')
         images, description = train_images, f'{config.data.source} (training data)'
-    limit = int(config.eval.get('reference_num_images', 0))
+    limit = int(config.eval.reference_num_images)
     if limit and len(images) > limit:
         rows = np.sort(np.random.RandomState(0).choice(len(images), limit, replace=False))
         images, description = images[rows], f'{description}, {limit} of {len(images)} images'
@@ -196,12 +196,12 @@ class Evaluator:
         validate(config)
         network = load_network(config, context)
         images, description = load_reference_images(config, train_images)
-        batch_size = int(config.eval.get('batch_size', 250))
-        return cls(network=network, network_name=config.eval.get('network', 'inception'),
+        batch_size = int(config.eval.batch_size)
+        return cls(network=network, network_name=config.eval.network,
                    reference=reference_features(network, _rgb(images), batch_size, description),
                    reference_description=description, num_images=int(config.eval.num_images),
                    batch_size=batch_size, metrics=metrics_of(config),
-                   prdc_max_reference=int(config.eval.get('prdc_max_reference', 10_000)))
+                   prdc_max_reference=int(config.eval.prdc_max_reference))
 
     def protocol(self) -> dict[str, Any]:
         return {'network': self.network_name, 'weights_sha256': str(getattr(self.network, 'weights_sha256', '')),
@@ -256,8 +256,8 @@ def class_shares(logits: np.ndarray) -> np.ndarray:
 
 def best_metric(config: ml_collections.ConfigDict) -> tuple[str, str] | None:
     """(scalar name, 'min' | 'max') of `eval.best_metric`, or None when it is off."""
-    best = config.eval.get('best_metric', '')
+    best = config.eval.best_metric
     if not best:
         return None
     name, mode = BEST_METRICS[best]
-    return (name or fd_name(config.eval.get('network', 'inception'))), mode
+    return (name or fd_name(config.eval.network)), mode

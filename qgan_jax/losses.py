@@ -25,7 +25,7 @@ def _mean(x: jax.Array) -> jax.Array:
 
 
 def hinge_d_loss(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
-    """mean(relu(1 - D(real))) + mean(relu(1 + D(fake))) (the reference's loss, QP §12)."""
+    """mean(relu(1 - D(real))) + mean(relu(1 + D(fake))) (the reference's loss, docs/decisions.md#qp-12)."""
     return _mean(jax.nn.relu(1.0 - real_logits)) + _mean(jax.nn.relu(1.0 + fake_logits))
 
 

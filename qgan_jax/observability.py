@@ -201,8 +201,7 @@ def create_writer(workdir: str | os.PathLike, *, process_index: int = 0, tensorb
 def flatten_config(config: Any, prefix: str = '') -> dict[str, Any]:
     """A ConfigDict / dict as {'a.b.c': value} with scalar leaves (sequences become strings) for hparams."""
     flat: dict[str, Any] = {}
-    items = config.items() if hasattr(config, 'items') else []
-    for key, value in items:
+    for key, value in config.items():
         name = f'{prefix}{key}'
         if hasattr(value, 'items'):
             flat.update(flatten_config(value, name + '.'))
@@ -216,8 +215,7 @@ def flatten_config(config: Any, prefix: str = '') -> dict[str, Any]:
 def write_config_json(config: Any, workdir: str | os.PathLike) -> pathlib.Path:
     """Writes the resolved config to `<workdir>/config.json` (atomically) and returns the path."""
     path = pathlib.Path(workdir) / CONFIG_FILE
-    text = config.to_json_best_effort(indent=2, sort_keys=True) if hasattr(config, 'to_json_best_effort') \
-        else json.dumps(config, indent=2, sort_keys=True, default=str)
+    text = config.to_json_best_effort(indent=2, sort_keys=True)
     files.write_bytes(path, (text + '\n').encode())
     return path
 

@@ -49,7 +49,7 @@ def check(config: Any, workdir: pathlib.Path, step: int) -> None:
     changed = differences(saved, current)
     if not changed:
         return
-    if not config.train.get('allow_config_change', False):
+    if not config.train.allow_config_change:
         raise ValueError(f'resuming {workdir} at step {step} would change the experiment ({"; ".join(changed)}); '
                          f'use a new --workdir, or pass --config.train.allow_config_change=True to continue with '
                          f'the new config (the old one is then kept as config_before_step_{step}.json)')

@@ -69,7 +69,7 @@ GENERATORS = ('auto', 'ema', 'raw')
 def uses_ema(config: ml_collections.ConfigDict, ema_params: Any) -> bool:
     """Whether to sample with the EMA weights: `sample.generator` 'auto' (when train.ema_decay > 0), 'ema' or
     'raw' (the trained weights, e.g. to compare)."""
-    choice = config.sample.get('generator', 'auto')
+    choice = config.sample.generator
     if choice not in GENERATORS:
         raise ValueError(f'sample.generator={choice!r} is unknown; allowed: {", ".join(GENERATORS)}')
     has_ema = config.train.ema_decay > 0 and bool(ema_params)
@@ -80,7 +80,7 @@ def uses_ema(config: ml_collections.ConfigDict, ema_params: Any) -> bool:
 
 def statistics_mode(config: ml_collections.ConfigDict, ema: bool) -> str:
     """'standing' or 'running' for `config.sample.bn_statistics` ('auto': standing for EMA weights)."""
-    mode = config.sample.get('bn_statistics', 'auto')
+    mode = config.sample.bn_statistics
     if mode not in BN_STATISTICS:
         raise ValueError(f'sample.bn_statistics={mode!r} is unknown; allowed: {", ".join(BN_STATISTICS)}')
     if mode == 'auto':
@@ -104,7 +104,7 @@ def sampling_variables(config: ml_collections.ConfigDict, generator: Any, state:
         latent_key, model_key = jax.random.split(key)
         shape = (int(config.train.batch_size), int(config.model.z_dim))
         latents = [jax.random.normal(k, shape, jnp.float32)
-                   for k in jax.random.split(latent_key, int(config.sample.get('standing_batches', 32)))]
+                   for k in jax.random.split(latent_key, int(config.sample.standing_batches))]
         g_state = standing_statistics(generator, params, state.g_state, latents, model_key)
     return params, g_state, {'generator': 'ema' if ema else 'g', 'bn_statistics': mode}
 

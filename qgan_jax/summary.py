@@ -3,7 +3,7 @@
 Nothing is trained or even initialised on device: shapes come from ``jax.eval_shape`` and FLOPs from
 XLA's cost analysis of the jitted eval-mode forward pass. ``*_params`` count trainable parameters;
 ``*_params_with_stats`` add the ``batch_stats`` collection (BN running statistics, spectral-norm ``u``, ``v``),
-i.e. Keras' ``count_params``. A factorised config (issue 7) also reports its naive twin's counts and the saving.
+i.e. Keras' ``count_params``. A factorised config also reports its naive twin's counts and the saving.
 """
 
 from __future__ import annotations

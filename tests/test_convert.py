@@ -10,6 +10,7 @@ from flax import traverse_util
 from configs import qdcgan_celeba64, qsngan_cifar10, sngan_cifar10
 from qgan_jax import convert, models
 from qgan_jax.io import torch_checkpoint
+from tests import torch_writer
 
 
 def _small(get_config, **model):
@@ -100,10 +101,10 @@ def test_import_reproduces_outputs(tmp_path, rng, get_config, model, family, alg
     d_vars = _random_variables(discriminator, images, rng)
     for module, variables, x, is_gen in ((generator, g_vars, z, True), (discriminator, d_vars, images, False)):
         sd = _to_reference(variables, family, algebra, is_gen, g_offset=1)
-        if family == "sngan" and not is_gen:  # the reference's dead First_Residual_D.res_conv (D7)
+        if family == "sngan" and not is_gen:  # the reference's dead First_Residual_D.res_conv (docs/decisions.md#d7)
             sd.update({k.replace("conv_short", "res_conv"): v for k, v in sd.items() if "re1.conv_short" in k})
         path = tmp_path / f"{'G' if is_gen else 'D'}.pth"
-        torch_checkpoint.save_state_dict(path, sd)
+        torch_writer.save_state_dict(path, sd)
         loaded = torch_checkpoint.load(path)
         imported = convert.from_qgan_torch(loaded, module)
         expected = module.apply(variables, x, train=False)

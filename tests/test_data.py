@@ -243,17 +243,6 @@ def test_host_sharding_splits_the_global_batch():
         data.make_source(_config(), process_index=2, process_count=2)
 
 
-def test_device_batch_indices_jittable_and_epoch_complete():
-    key = jax.random.key(5)
-    indices = jax.jit(data.device_batch_indices, static_argnums=(2, 3))
-    rows = np.concatenate([np.asarray(indices(key, step, 12, 4)) for step in range(3)])
-    assert sorted(rows) == list(range(12))
-    np.testing.assert_array_equal(indices(key, 1, 12, 4), indices(key, jnp.int32(1), 12, 4))
-    crossing = np.concatenate([np.asarray(indices(key, step, 12, 5)) for step in range(12)])  # 5 epochs.
-    assert np.bincount(crossing, minlength=12).tolist() == [5] * 12
-    assert np.bincount(np.asarray(indices(key, 0, 3, 9)), minlength=3).tolist() == [3, 3, 3]
-
-
 # ---------------------------------------------------------------------------------------------- tfds
 
 

@@ -1,4 +1,5 @@
-"""Factorised (transposed) convolutions and the factorised GANs (issue 7, giu_factorised.md §9–§12, D14)."""
+"""Factorised (transposed) convolutions and the factorised GANs (docs/decisions.md#gf-9 to
+#gf-12, #d14)."""
 
 import importlib
 import json
@@ -70,7 +71,7 @@ def _halves(variables):
                                           (5, 1, (2, 2)), (3, 1, (1, 1))])
 def test_same_transpose_padding_is_the_keras_table(k, s, lax_pads):
     (p,), (op,) = base.same_transpose_padding((k,), (s,), (1,))
-    assert (k - 1 - p, k - 1 - p + op) == lax_pads  # GF §12
+    assert (k - 1 - p, k - 1 - p + op) == lax_pads  # docs/decisions.md#gf-12
 
 
 @pytest.mark.parametrize("ksize,strides", [((4, 4), (2, 2)), ((5, 5), (2, 2)), ((3, 1), (2, 2)),
@@ -110,7 +111,8 @@ def test_same_conv_transpose_keeps_pytorch_int_padding(x64, rng):
 
 @pytest.mark.parametrize("k", [3, 5])
 def test_factorised_keras_transpose_matches_numpy_and_has_structural_zeros(x64, rng, k):
-    """Both halves strided (2, 2), 'same': 5x4 -> 10x8 -> 20x16, exact zeros where no tap lands (GF §9)."""
+    """Both halves strided (2, 2), 'same': 5x4 -> 10x8 -> 20x16, exact zeros where no tap lands
+    (docs/decisions.md#gf-9)."""
     x = rng.normal(size=(2, 5, 4, 3))
     layer = fl.FactorisedConvTranspose(4, k, variant="factorised_keras", strides=2, use_bias=False,
                                        layer_kwargs=F64)
@@ -228,7 +230,7 @@ def test_factorised_layer_errors_are_clear():
         jax.eval_shape(lambda: layer.init(jax.random.key(0), x))
 
 
-# --- Models and counts (giu_factorised.md §10) ---------------------------------------------------------
+# --- Models and counts (docs/decisions.md#gf-10) --------------------------------------------------
 
 def _config(name):
     return importlib.import_module(f"configs.{name}").get_config()
@@ -263,7 +265,7 @@ def test_naive_twin_summary_reports_the_saving():
     record = summary.naive_twin_summary(config, summary.parameter_counts(config))
     assert record["naive_generator_params_with_stats"] == 2_330_944
     assert record["naive_generator_params"] == 2_305_472
-    assert round(record["generator_params_with_stats_saved_percent"], 2) == 31.84  # D14: not the README's 31.15
+    assert round(record["generator_params_with_stats_saved_percent"], 2) == 31.84  # docs/decisions.md#d14: not 31.15
     assert summary.naive_twin_summary(_config("naive_mnist"), {}) == {}
     dcgan_config = _config("dcgan_celeba64")
     dcgan_config.model.factorised = True

@@ -1,4 +1,5 @@
-"""GIU-GAN models: exact parameter counts of issue 6, the six GIU placements, the model contract, training."""
+"""GIU-GAN models: exact parameter counts (docs/decisions.md#gf-5 to #gf-7), the six GIU placements, the model
+contract, training."""
 
 import importlib
 import json
@@ -85,7 +86,7 @@ def test_cifar10_layer_breakdown():
         "deconv3": 131_072, "rbn3": 320, "deconv4": 3_072}
     assert {k: _count(v) for k, v in d["params"].items()} == {
         "conv1": 3_072, "conv2": 131_072, "conv3": 524_288, "giu3": 34_336, "conv4": 4_096}
-    # Spectral norm on every layer of G and D, GIU internals included (D11).
+    # Spectral norm on every layer of G and D, GIU internals included (docs/decisions.md#d11).
     assert set(g["batch_stats"]["giu1"]["se"]) == {"fc1", "fc2"}
     assert set(g["batch_stats"]["giu1"]["involution"]) == {"reduce", "bn", "span"}
     assert set(d["batch_stats"]["giu3"]["involution"]["span"]) == {"u", "v"}

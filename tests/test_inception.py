@@ -14,10 +14,11 @@ from flax import traverse_util
 
 from qgan_jax.io import torch_checkpoint
 from qgan_jax.metrics import inception as inc
+from tests import torch_writer
 
 
 def conv_layers():
-    """(prefix, out, in, kh, kw) of the 94 BasicConv2d layers in state-dict order (spec Appendix)."""
+    """(prefix, out, in, kh, kw) of the 94 BasicConv2d layers, in the order of the FID Inception state dict."""
     layers = [("Conv2d_1a_3x3", 32, 3, 3, 3), ("Conv2d_2a_3x3", 32, 32, 3, 3), ("Conv2d_2b_3x3", 64, 32, 3, 3),
               ("Conv2d_3b_1x1", 80, 64, 1, 1), ("Conv2d_4a_3x3", 192, 80, 3, 3)]
     for m, cin, pool in (("Mixed_5b", 192, 32), ("Mixed_5c", 256, 64), ("Mixed_5d", 288, 64)):
@@ -99,7 +100,7 @@ def state_dict():
 @pytest.fixture(scope="module")
 def weights_file(state_dict, tmp_path_factory):
     path = tmp_path_factory.mktemp("inception") / "random_fid_inception.pth"
-    torch_checkpoint.save_state_dict(path, state_dict)
+    torch_writer.save_state_dict(path, state_dict)
     return path
 
 
@@ -225,7 +226,7 @@ def test_missing_num_batches_tracked_is_fine(state_dict):
 
 
 def test_load_from_legacy_file(state_dict, tmp_path):
-    from tests.test_torch_checkpoint import save_legacy
+    from tests.torch_writer import save_legacy
 
     path = tmp_path / "legacy.pth"
     save_legacy(path, state_dict)

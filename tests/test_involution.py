@@ -1,4 +1,5 @@
-"""Involution, squeeze-and-excitation and GIU against naive NumPy loops over positions and taps (GF §1–§3)."""
+"""Involution, squeeze-and-excitation and GIU against naive NumPy loops over positions and taps
+(docs/decisions.md#gf-1 to #gf-3)."""
 
 import jax
 import jax.test_util
@@ -146,7 +147,7 @@ def test_involution_contract_shapes_and_names():
                                 "bn": {"scale": (c // r,), "bias": (c // r,)},
                                 "span": {"kernel": (1, 1, c // r, (c // 16) * k * k), "bias": ((c // 16) * k * k,)}}
     assert shapes["batch_stats"] == {"bn": {"mean": (c // r,), "var": (c // r,)}}
-    # C*C_r + 2*C_r + C_r*G*K^2 + G*K^2 (GF §1.5).
+    # C*C_r + 2*C_r + C_r*G*K^2 + G*K^2 (docs/decisions.md#gf-1-5).
     count = sum(int(np.prod(s)) for s in jax.tree.leaves(shapes["params"], is_leaf=lambda t: isinstance(t, tuple)))
     assert count == c * (c // r) + 2 * (c // r) + (c // r) * 4 * 9 + 4 * 9
 
@@ -201,7 +202,7 @@ def test_giu_is_involution_of_the_se_output(x64, rng, r, train):
 def test_giu_parameter_count_at_256_channels():
     v = jax.eval_shape(lambda: GIU().init(jax.random.key(0), jnp.zeros((1, 4, 4, 256)), train=False))
     counts = {k: sum(int(np.prod(a.shape)) for a in jax.tree.leaves(t)) for k, t in v["params"].items()}
-    assert counts == {"se": 8_464, "involution": 25_872}           # GF §6.1: 34,336 in all
+    assert counts == {"se": 8_464, "involution": 25_872}           # docs/decisions.md#gf-6-1: 34,336
 
 
 @pytest.mark.parametrize("algebra,phc_n", [("quaternion", None), ("phc", 4)])

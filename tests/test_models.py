@@ -70,7 +70,7 @@ def test_sngan_block_breakdown_matches_reference():
     assert {k: _count(v) for k, v in g["params"].items()} == {
         "fully_connect": 528_384, "re0": 312_704, "re1": 312_704, "re2": 312_704, "bn": 320,
         "conv_res4": 2_308}
-    # Reference re1 is 38,784 including the dead 256-parameter res_conv (D7).
+    # Reference re1 is 38,784 including the dead 256-parameter res_conv (docs/decisions.md#d7).
     assert {k: _count(v) for k, v in d["params"].items()} == {
         "re1": 38_528, "re2": 78_208, "re3": 73_984, "re4": 73_984, "fully_connect_gan2": 128}
 

@@ -1,4 +1,4 @@
-"""SpectralNorm (D4) and QuaternionBatchNorm (D5) against NumPy."""
+"""SpectralNorm (docs/decisions.md#d4) and QuaternionBatchNorm (#d5) against NumPy."""
 
 import jax
 import jax.numpy as jnp

@@ -94,7 +94,7 @@ def test_quaternion_conv_transpose_matches_conjugate_loop(x64, rng, ksize, strid
 @pytest.mark.parametrize("ksize,strides,padding,dilation,size", [
         ((4, 4), 2, 1, 1, 8), ((3, 3), 2, 1, 1, 7), ((3,), 1, 1, 2, 6), ((2, 3, 2), (2, 1, 2), 0, 1, 5)])
 def test_transpose_is_adjoint_of_conv(x64, rng, ksize, strides, padding, dilation, size):
-    """<QConv_W(x), y> == <x, QConvT_W(y)> with the same components (D2)."""
+    """<QConv_W(x), y> == <x, QConvT_W(y)> with the same components (docs/decisions.md#d2)."""
     nd = len(ksize)
     x = rng.normal(size=(2, *(size,) * nd, 8))
     conv = qt.QuaternionConv(12, ksize, strides=strides, padding=padding, kernel_dilation=dilation,

@@ -1,4 +1,5 @@
-"""Representative BatchNorm and the PyTorch-semantics BatchNorm against step-by-step NumPy formulas (D12)."""
+"""Representative BatchNorm and the PyTorch-semantics BatchNorm against step-by-step NumPy formulas
+(docs/decisions.md#d12)."""
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +25,7 @@ def _np_bn_step(x, running_mean, running_var, train):
 
 
 def _np_rbn_step(x, p, running_mean, running_var, train):
-    """The official RBN forward, step by step (giu_factorised.md §4)."""
+    """The official RBN forward, step by step (docs/decisions.md#gf-4)."""
     xc = x + p["center_weight"] * x.mean(axis=(1, 2), keepdims=True)        # 1. centering calibration
     xs, running_mean, running_var = _np_bn_step(xc, running_mean, running_var, train)   # 2. standardise
     r = 1.0 / (1.0 + np.exp(-(p["scale_weight"] * xs.mean(axis=(1, 2), keepdims=True)

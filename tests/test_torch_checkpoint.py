@@ -5,31 +5,17 @@ malformed files. Files are written without torch; the torch cross-checks skip wh
 import collections
 import os
 import pickle
-import struct
 import zipfile
 
 import numpy as np
 import pytest
 
 from qgan_jax.io import torch_checkpoint as tc
+from tests import torch_writer as tw
+from tests.torch_writer import save_legacy
 
 
-def save_legacy(path, tree):
-    """Write ``tree`` in torch's legacy (< 1.6, non-zip) format: 5 pickles, then raw storages."""
-    data, storages = tc._pickle_payload(tree, legacy=True)
-    with open(path, "wb") as f:
-        pickle.dump(tc.LEGACY_MAGIC_NUMBER, f, protocol=2)
-        pickle.dump(tc.LEGACY_PROTOCOL_VERSION, f, protocol=2)
-        pickle.dump({"protocol_version": 1001, "little_endian": True,
-                     "type_sizes": {"short": 2, "int": 4, "long": 8}}, f, protocol=2)
-        f.write(data)
-        pickle.dump([key for key, _ in storages], f, protocol=2)
-        for _, arr in storages:
-            f.write(struct.pack("<q", arr.size))
-            f.write(arr.tobytes())
-
-
-WRITERS = {"zip": tc.save_state_dict, "legacy": save_legacy}
+WRITERS = {"zip": tw.save_state_dict, "legacy": save_legacy}
 
 
 def _sample_tree():
@@ -46,10 +32,10 @@ def _sample_tree():
     sd["mask"] = np.array([True, False, True])
     sd["empty"] = np.zeros((0, 3), np.float32)
     # non-contiguous views: a transpose and a stepped slice of one storage, and two views sharing another
-    sd["t"] = tc.TensorView(base, 0, (6, 10), (1, 6))
-    sd["sl"] = tc.TensorView(base, 7, (3, 4), (20, 3))
-    sd["a"] = tc.TensorView(shared, 0, (3, 4), (4, 1))
-    sd["b"] = tc.TensorView(shared, 2, (5,), (2,))
+    sd["t"] = tw.TensorView(base, 0, (6, 10), (1, 6))
+    sd["sl"] = tw.TensorView(base, 7, (3, 4), (20, 3))
+    sd["a"] = tw.TensorView(shared, 0, (3, 4), (4, 1))
+    sd["b"] = tw.TensorView(shared, 2, (5,), (2,))
     sd._metadata = collections.OrderedDict({"": {"version": 1}, "conv": {"version": 1}})
     tree = {"state_dict": sd, "epoch": 3, "name": "G", "hist": [np.ones(2, np.float32), 0.5, None],
             "G": {"fc": {"weight": np.eye(2, dtype=np.float32)}}}
@@ -93,10 +79,10 @@ def test_load_tree_keeps_plain_leaves(tmp_path, fmt):
 
 def test_bare_tensor_and_big_endian_zip(tmp_path):
     arr = np.arange(6, dtype=np.float32).reshape(2, 3)
-    tc.save_state_dict(tmp_path / "t.pth", arr)
+    tw.save_state_dict(tmp_path / "t.pth", arr)
     np.testing.assert_array_equal(tc.load(tmp_path / "t.pth")[""], arr)
     # the same tensor written big-endian, as a big-endian machine would
-    data, storages = tc._pickle_payload({"w": arr}, legacy=False)
+    data, storages = tw._pickle_payload({"w": arr}, legacy=False)
     with zipfile.ZipFile(tmp_path / "be.pth", "w") as zf:
         zf.writestr("be/data.pkl", data)
         zf.writestr("be/byteorder", "big")
@@ -176,7 +162,7 @@ def test_refuses_bad_persistent_ids(tmp_path, pid, match):
         tc.load(tmp_path / "p.pth")
 
 
-class _ViewPickler(tc._TorchPickler):
+class _ViewPickler(tw._TorchPickler):
     def persistent_id(self, obj):
         pid = super().persistent_id(obj)
         return None if pid is None else pid[:5] + (("0", 0, 3),)
@@ -186,7 +172,7 @@ def test_refuses_legacy_storage_view(tmp_path):
     import io
 
     buf = io.BytesIO()
-    _ViewPickler(buf, legacy=True).dump({"w": tc._Tensor(tc._Storage("0", np.ones(3, np.float32)), 0, (3,), (1,))})
+    _ViewPickler(buf, legacy=True).dump({"w": tw._Tensor(tw._Storage("0", np.ones(3, np.float32)), 0, (3,), (1,))})
     _legacy_with_pickle(tmp_path / "v.pth", buf.getvalue())
     with pytest.raises(tc.UnsafeCheckpointError, match="view"):
         tc.load(tmp_path / "v.pth")
@@ -194,7 +180,7 @@ def test_refuses_legacy_storage_view(tmp_path):
 
 def test_out_of_bounds_view_is_an_error(tmp_path):
     base = np.arange(10, dtype=np.float32)
-    tc.save_state_dict(tmp_path / "oob.pth", {"w": tc.TensorView(base, 5, (3, 3), (3, 1))})
+    tw.save_state_dict(tmp_path / "oob.pth", {"w": tw.TensorView(base, 5, (3, 3), (3, 1))})
     with pytest.raises(ValueError, match="reaches element"):
         tc.load(tmp_path / "oob.pth")
 
@@ -205,19 +191,19 @@ def test_bad_files(tmp_path):
     (tmp_path / "text.pth").write_text("hello")
     with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
         tc.load(tmp_path / "text.pth")
-    tc.save_state_dict(tmp_path / "ok.pth", {"w": np.ones(4, np.float32)})
+    tw.save_state_dict(tmp_path / "ok.pth", {"w": np.ones(4, np.float32)})
     with zipfile.ZipFile(tmp_path / "ok.pth") as src, zipfile.ZipFile(tmp_path / "nodata.pth", "w") as dst:
         dst.writestr("archive/data.pkl", src.read("archive/data.pkl"))
     with pytest.raises(ValueError, match="missing"):
         tc.load(tmp_path / "nodata.pth")
-    tc.save_state_dict(tmp_path / "clash.pth", {"a.b": np.ones(1, np.float32), "a": {"b": np.ones(1, np.float32)}})
+    tw.save_state_dict(tmp_path / "clash.pth", {"a.b": np.ones(1, np.float32), "a": {"b": np.ones(1, np.float32)}})
     with pytest.raises(ValueError, match="collide"):
         tc.load(tmp_path / "clash.pth")
 
 
 def test_writer_rejects_unknown_dtype(tmp_path):
     with pytest.raises(ValueError, match="dtype"):
-        tc.save_state_dict(tmp_path / "s.pth", {"s": np.array(["a"])})
+        tw.save_state_dict(tmp_path / "s.pth", {"s": np.array(["a"])})
 
 
 # ------------------------------------------------------------------ cross-checks with real torch (optional)
@@ -270,13 +256,13 @@ def _refused_quickly(path, match):
 
 def test_stride_zero_view_of_a_small_storage_is_refused(tmp_path):
     base = np.arange(4, dtype=np.float32)
-    tc.save_state_dict(tmp_path / "broadcast.pth", {"w": tc.TensorView(base, 0, (30000, 25000), (0, 0))})
+    tw.save_state_dict(tmp_path / "broadcast.pth", {"w": tw.TensorView(base, 0, (30000, 25000), (0, 0))})
     _refused_quickly(tmp_path / "broadcast.pth", "more than its storage")
 
 
 def test_views_shared_many_times_cannot_materialise_unbounded_memory(tmp_path):
     base = np.arange(1000, dtype=np.float32)
-    tc.save_state_dict(tmp_path / "shared.pth", {f"w{i}": tc.TensorView(base, 0, (1000,), (1,)) for i in range(10)})
+    tw.save_state_dict(tmp_path / "shared.pth", {f"w{i}": tw.TensorView(base, 0, (1000,), (1,)) for i in range(10)})
     _refused_quickly(tmp_path / "shared.pth", "materialise more than")
 
 
@@ -301,7 +287,7 @@ def test_self_reference_and_deep_nesting_are_refused(tmp_path):
 
 
 def test_zip_bomb_is_refused_before_decompression(tmp_path):
-    tc.save_state_dict(tmp_path / "ok.pth", {"w": np.ones(4, np.float32)})
+    tw.save_state_dict(tmp_path / "ok.pth", {"w": np.ones(4, np.float32)})
     with zipfile.ZipFile(tmp_path / "ok.pth") as src:
         names = src.namelist()
         (storage,) = [n for n in names if "/data/" in n]

@@ -20,7 +20,7 @@ all tensors together may not materialise more than ``MAX_EXPANSION`` times the s
 graph is walked at most ``MAX_NODES`` nodes deep and wide (shared-reference DAGs, nesting) and a cycle is refused.
 Each refusal is a one-line ``ValueError``.
 
-``save_state_dict(path, tree)`` writes the zip format (used by tests and tools; torch can read it).
+This module only reads; the tests' ``.pth`` writer lives in ``tests/torch_writer.py``.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["UnsafeCheckpointError", "TensorView", "load", "load_tree", "save_state_dict"]
+__all__ = ["UnsafeCheckpointError", "load", "load_tree"]
 
 MAX_PICKLE_BYTES = 256 * 2 ** 20   # data.pkl of a zip checkpoint; real ones are kilobytes.
 MAX_EXPANSION = 4                  # materialised tensor bytes / storage bytes present (shared views, ties).
@@ -395,113 +395,3 @@ def load_tree(path) -> Any:
     """Read a .pth/.pt file without torch -> its nested object, tensors as arrays, other leaves kept."""
     obj, budget = _budget_for(_read(path))
     return _to_tree(obj, budget)
-
-
-# ---------------------------------------------------------------------------------------------- writer
-
-
-class TensorView:
-    """A tensor to write as a view of a shared 1-D ``storage``: ``offset`` / ``stride`` in elements."""
-
-    def __init__(self, storage: np.ndarray, offset: int, shape, stride):
-        storage = np.asarray(storage)
-        if storage.ndim != 1:
-            raise ValueError(f"TensorView storage must be 1-D, got shape {storage.shape}")
-        self.storage, self.offset, self.shape, self.stride = storage, int(offset), tuple(shape), tuple(stride)
-
-
-class _Global:
-    """A global written by name (``torch`` need not be importable)."""
-
-    def __init__(self, module: str, name: str):
-        self.module, self.name = module, name
-
-    def __call__(self, *args):  # pickle's save_reduce requires a callable
-        raise TypeError("placeholder for a torch global")
-
-
-class _Storage:
-    def __init__(self, key: str, array: np.ndarray):
-        self.key, self.array = key, array
-
-
-class _Tensor:
-    def __init__(self, storage: _Storage, offset: int, shape, stride):
-        self.args = (storage, offset, tuple(shape), tuple(stride), False, collections.OrderedDict())
-
-    def __reduce_ex__(self, protocol):
-        return _Global("torch._utils", "_rebuild_tensor_v2"), self.args
-
-
-def _storage_name(dtype: np.dtype) -> str:
-    for name in _STORAGE_DTYPES:
-        if _storage_dtype(name) == dtype:
-            return name
-    raise ValueError(f"array dtype {dtype} has no torch storage type; allowed: float16/32/64, bfloat16, "
-                     "int8/16/32/64, uint8, bool, complex64/128")
-
-
-class _TorchPickler(pickle._Pickler):
-    """Pure-Python pickler that writes ``_Global`` objects as GLOBAL opcodes and storages by persistent id."""
-
-    dispatch = dict(pickle._Pickler.dispatch)
-
-    def __init__(self, file, legacy: bool):
-        super().__init__(file, protocol=2)
-        self.legacy = legacy
-
-    def _save_global_by_name(self, obj):
-        self.write(pickle.GLOBAL + f"{obj.module}\n{obj.name}\n".encode("utf-8"))
-        self.memoize(obj)
-
-    dispatch[_Global] = _save_global_by_name
-
-    def persistent_id(self, obj):
-        if not isinstance(obj, _Storage):
-            return None
-        pid = ("storage", _Global("torch", _storage_name(obj.array.dtype)), obj.key, "cpu", int(obj.array.size))
-        return pid + (None,) if self.legacy else pid
-
-
-def _pickle_payload(tree, legacy: bool) -> tuple[bytes, list[tuple[str, np.ndarray]]]:
-    """Pickle ``tree`` (arrays / TensorViews as tensors) -> (pickle bytes, [(storage key, 1-D array)])."""
-    storages: dict[int, _Storage] = {}
-
-    def storage_for(arr):
-        s = storages.get(id(arr))
-        if s is None:
-            s = storages[id(arr)] = _Storage(str(len(storages)), arr)
-        return s
-
-    def convert(x):
-        if isinstance(x, TensorView):
-            return _Tensor(storage_for(x.storage), x.offset, x.shape, x.stride)
-        if isinstance(x, (np.ndarray, np.generic)):
-            a = np.ascontiguousarray(x).reshape(-1)
-            stride, acc = [], 1
-            for n in reversed(np.shape(x)):
-                stride.insert(0, acc)
-                acc *= n
-            return _Tensor(storage_for(a), 0, np.shape(x), stride)
-        if isinstance(x, dict):
-            return type(x)((k, convert(v)) for k, v in x.items())
-        if isinstance(x, (list, tuple)):
-            return type(x)(convert(v) for v in x)
-        return x
-
-    converted = convert(tree)
-    buf = io.BytesIO()
-    _TorchPickler(buf, legacy).dump(converted)
-    return buf.getvalue(), [(s.key, np.ascontiguousarray(s.array)) for s in storages.values()]
-
-
-def save_state_dict(path, tree) -> None:
-    """Write ``tree`` (nested dicts of arrays / TensorViews / plain values) as a torch zip checkpoint."""
-    data, storages = _pickle_payload(tree, legacy=False)
-    archive = "archive"
-    with zipfile.ZipFile(os.fspath(path), "w", compression=zipfile.ZIP_STORED) as zf:
-        zf.writestr(f"{archive}/data.pkl", data)
-        zf.writestr(f"{archive}/byteorder", sys.byteorder)
-        for key, arr in storages:
-            zf.writestr(f"{archive}/data/{key}", arr.tobytes())
-        zf.writestr(f"{archive}/version", "3\n")

@@ -3,8 +3,9 @@
 All statistics are float64 on the host. Features come from ``qgan_jax.metrics.inception`` (or any object
 with ``__call__(uint8 NHWC) -> {'pool3', 'logits', 'logits_unbiased'}`` and a ``weights_sha256``).
 
-Command line: ``python -m qgan_jax.metrics.fid --images A --reference B [--weights PATH]`` where A and B
-are ``.npz`` files holding uint8 NHWC ``image`` arrays, image folders, or statistics files (``mu``, ``sigma``).
+Command line: ``python -m qgan_jax.fid --images A --reference B [--weights PATH]`` (``qgan_jax/fid.py`` runs
+this module's ``main``; ``python -m qgan_jax.metrics.fid`` is the same program) where A and B are ``.npz`` files
+holding uint8 NHWC ``image`` arrays, image folders, or statistics files (``mu``, ``sigma``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""GANsformer (Hudson & Zitnick 2021, dorarad/gansformer as released; spec ``gansformer.md``).
+"""GANsformer (Hudson & Zitnick 2021, dorarad/gansformer as released; ``docs/decisions.md#gansformer``).
 
 Latents. ``z`` of the model contract is ``(N, z_dim)`` with ``z_dim = (K + 1) * d``: it is read as
 ``z.reshape(N, K + 1, d)``, components ``0 .. K-1`` the local latents and component ``K`` (the last) the global
@@ -19,9 +19,10 @@ Discriminator: the StyleGAN2 resnet D with minibatch stddev (:class:`qgan_jax.la
   noise_mode ('random' | 'const' | 'none'); style_mixing_prob (None = the module's, applied only when train);
   ws ((N, K+1, num_ws, d) to bypass the mapping); return_aux (-> ``(images, {'ws', 'attention'})``).
 Randomness: rng streams 'noise', 'dropout' (attention dropout, train only) and 'mixing' (style mixing, train
-only). A stream that is not supplied is derived from the bits of z (:func:`z_key`), so the stock trainer, which
-passes no rngs, gets per-sample randomness that is a fixed function of z (its generator update, which
-recomputes the fake from the same z, sees the very same fake).
+only). The trainer passes all three (``models.RNG_STREAMS``, one key per D step) and reuses that forward's fake for
+the generator update through its VJP, so G's gradient sees the very same noise, dropout and mixing. A stream that
+is not supplied (e.g. a bare ``apply`` in a test) is derived from the bits of z (:func:`z_key`): per-sample
+randomness that is a fixed function of z.
 
 ``train=True`` updates ``w_avg`` when ``batch_stats`` is mutable. Output: ``output_activation`` 'clip' (default:
 forward clip to [-1, 1] with an identity gradient, i.e. the released linear output's gradient under the model
@@ -504,24 +505,3 @@ def build(model: Any) -> tuple[nn.Module, nn.Module]:
         mbstd_group_size=int(_field(model, "mbstd_group_size")),
         mbstd_num_channels=int(_field(model, "mbstd_num_channels")), resample_filter=taps)
     return generator, discriminator
-
-
-def apply_training_defaults(config: ml_collections.ConfigDict, *, batch_size: int = 32) -> ml_collections.ConfigDict:
-    """The released training recipe on a config (used by the gansformer_* configs): non-saturating logistic loss,
-    Adam lr 0.002 beta (0, 0.99) eps 1e-8 for G and D, one D step per G step, batch 32, G EMA from the
-    half-life. R1 gamma, the lazy interval and mirroring are per dataset."""
-    config.loss.name = "non_saturating"
-    config.loss.gp_weight = 0.0
-    for net in ("g", "d"):
-        config.optimizer[net].name = "adam"
-        config.optimizer[net].lr = 0.002
-        config.optimizer[net].b1 = 0.0
-        config.optimizer[net].b2 = 0.99
-        config.optimizer[net].eps = 1e-8
-    config.loss.r1_interval = 16       # Lazy R1 every 16 D steps, D's Adam corrected (qgan_jax.train).
-    config.sample.truncation_psi = 0.7  # Grids and --mode=sample only; FID never truncates.
-    config.train.n_critic = 1
-    config.train.batch_size = batch_size
-    config.train.ema_decay = ema_decay_from_half_life(config.model.gansformer.ema_half_life_kimg, batch_size)
-    return config
-
