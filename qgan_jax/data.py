@@ -483,7 +483,7 @@ def make_source(config: Any, *, process_index: int = 0, process_count: int = 1) 
     same interface)."""
     if not 0 <= process_index < process_count:
         raise ValueError(f'process_index={process_index} must lie in [0, process_count={process_count})')
-    if _field(config, 'pipeline') != 'resident':
+    if config.pipeline != 'resident':
         from qgan_jax import streaming  # Lazy: streaming imports this module.
         return streaming.make_source(config, process_index=process_index, process_count=process_count)
     loaded = _load(config)

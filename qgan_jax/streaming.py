@@ -67,7 +67,7 @@ class FolderReader:
     """The image files under a folder, sorted; first-level sub-folders are classes (as `data._load_folder`)."""
 
     def __init__(self, path: str, config: Any):
-        source = data._field(config, 'source')
+        source = config.source
         root = pathlib.Path(path).expanduser()
         if not root.is_dir():
             raise FileNotFoundError(f'data.source={source!r}: no directory {str(root)!r}')
@@ -84,7 +84,7 @@ class FolderReader:
         if keep is not None:
             rows = np.flatnonzero(np.isin(labels, keep))
             files, labels = [files[i] for i in rows], labels[rows]
-        max_examples = int(data._field(config, 'max_examples'))
+        max_examples = int(config.max_examples)
         if max_examples > 0:
             files = files[:max_examples]
             labels = None if labels is None else labels[:max_examples]
@@ -112,13 +112,13 @@ class TfdsReader:
     """`tfds.data_source`: random access to a TFDS dataset prepared as ArrayRecord files."""
 
     def __init__(self, name: str, split: str, config: Any):
-        source = data._field(config, 'source')
+        source = config.source
         try:
             import tensorflow_datasets as tfds
         except ImportError as error:
             raise ImportError(f'data.source={source!r} needs tensorflow-datasets and array-record '
                               f'(pip install tensorflow-datasets array-record), {data._LOCAL_COPY_HINT}') from error
-        data_dir = data._field(config, 'tfds_data_dir') or None
+        data_dir = config.tfds_data_dir or None
         where = f'data_dir={data_dir!r}' if data_dir else 'the default TFDS data_dir'
         try:
             self.source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
@@ -134,10 +134,10 @@ class TfdsReader:
                              f'(features: {list(features)})')
         self.has_labels = 'label' in features and hasattr(features['label'], 'names')
         self.label_names = tuple(features['label'].names) if self.has_labels else None
-        if tuple(data._field(config, 'classes') or ()):
+        if tuple(config.classes or ()):
             raise ValueError(f'data.classes with a streamed data.source={source!r} would read every example to '
                              'find its label; use --config.data.pipeline=resident or a folder: source per class')
-        max_examples = int(data._field(config, 'max_examples'))
+        max_examples = int(config.max_examples)
         self.length = len(self.source) if max_examples <= 0 else min(len(self.source), max_examples)
         self.name, self.split = name, split
 
@@ -166,7 +166,7 @@ def _first_line(error: BaseException) -> str:
 
 def open_reader(config: Any) -> Reader:
     """The random-access reader of `data.source` (folder: or tfds:)."""
-    source = data._field(config, 'source')
+    source = config.source
     kind, name, split = data.parse_source(source)
     if kind == 'folder':
         return FolderReader(name, config)
@@ -214,7 +214,7 @@ class StreamingSource:
         if prefetch < 0 or threads < 0:
             raise ValueError(f'data.prefetch={prefetch} and data.decode_threads={threads} must be >= 0')
         self.reader = reader
-        self.source = data._field(config, 'source')
+        self.source = config.source
         self.ops = data._ImageOps(config)
         self.label_names = reader.label_names
         self.process_index, self.process_count = process_index, process_count
@@ -231,7 +231,7 @@ class StreamingSource:
         self.image_shape = None
         self.image_shape = tuple(self._decode_row(0)[0].shape)  # The first image's; a gray file among RGB ones
                                                                 # is repeated to RGB (as resident), not the reverse.
-        mode = data._field(config, 'quaternion')
+        mode = config.quaternion
         if mode not in data.QUATERNION_MODES:
             raise ValueError(f'data.quaternion={mode!r} is unknown; allowed: {", ".join(data.QUATERNION_MODES)}')
         if mode != 'none' and self.image_shape[-1] != 3:
@@ -373,8 +373,8 @@ class StreamingSource:
 
 def make_source(config: Any, *, process_index: int = 0, process_count: int = 1) -> data.Source | StreamingSource:
     """The source of `data.source` on the path `data.pipeline` chooses; logs the choice and its reason."""
-    source = data._field(config, 'source')
-    pipeline = data._field(config, 'pipeline')
+    source = config.source
+    pipeline = config.pipeline
     if pipeline not in PIPELINES:
         raise ValueError(f'data.pipeline={pipeline!r} is unknown; allowed: {", ".join(PIPELINES)}')
     kind, _, _ = data.parse_source(source)
@@ -392,11 +392,11 @@ def make_source(config: Any, *, process_index: int = 0, process_count: int = 1) 
         return _resident(config, process_index, process_count,  # A TFDS build without ArrayRecord files.
                          f'data.pipeline=auto: no random access ({_first_line(error)[:120]}...)')
     streamed = StreamingSource(reader, config, process_index=process_index,
-                               process_count=process_count, threads=int(data._field(config, 'decode_threads')),
-                               prefetch=int(data._field(config, 'prefetch')),
-                               skip_corrupt=bool(data._field(config, 'skip_corrupt')))
+                               process_count=process_count, threads=int(config.decode_threads),
+                               prefetch=int(config.prefetch),
+                               skip_corrupt=bool(config.skip_corrupt))
     size = streamed.decoded_bytes
-    budget = float(data._field(config, 'resident_budget_gb')) * 1e9
+    budget = float(config.resident_budget_gb) * 1e9
     what = (f'{streamed.num_examples} images of {"x".join(map(str, streamed.image_shape))} = {size / 1e9:.3g} GB '
             f'decoded')
     if pipeline == 'auto' and size <= budget:
@@ -418,7 +418,7 @@ def make_source(config: Any, *, process_index: int = 0, process_count: int = 1) 
 
 def _resident(config: Any, process_index: int, process_count: int, reason: str) -> data.Source:
     loaded = data._load(config)
-    logging.info('Data: resident %s (%s): %d images of %s, %.3g GB on this host.', data._field(config, 'source'),
+    logging.info('Data: resident %s (%s): %d images of %s, %.3g GB on this host.', config.source,
                  reason, loaded.images.shape[0], 'x'.join(map(str, loaded.images.shape[1:])),
                  loaded.images.nbytes / 1e9)
     return data.Source(loaded.images, loaded.labels, loaded.label_names, process_index, process_count)
