@@ -14,7 +14,7 @@ import pathlib
 import signal
 import tempfile
 import time
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -260,6 +260,36 @@ def _check_state_finite(state: GANState, step: int, checkpointer: checkpointing.
                              f'{since}-{step}); this state was not saved, {kept} in {checkpointer.directory}')
 
 
+def _write_run_start(config: ml_collections.ConfigDict, workdir: pathlib.Path, state: GANState, start_step: int,
+                     writer: observability.MultiWriter, source: data.Source) -> None:
+    """Process 0's outputs at the start of a run: config.json, parameters.json, the hyperparameters (a fresh run),
+    metrics after `start_step` dropped (a resumed one), and samples/reals.png."""
+    samples_dir = workdir / observability.SAMPLES_DIR
+    observability.write_config_json(config, workdir)
+    observability.write_json(_param_summary(state), workdir / 'parameters.json')
+    samples_dir.mkdir(exist_ok=True)
+    if isinstance(writer.writers[0], observability.JsonlWriter):
+        writer.writers[0].truncate_after(start_step)
+    if start_step == 0:
+        writer.write_hparams(observability.flatten_config(config))
+    reals_path = samples_dir / 'reals.png'
+    if not reals_path.exists():
+        grid = observability.save_grid(source.images[:config.sample.num_images], reals_path)
+        writer.write_images(start_step, {'reals': grid[None]})
+
+
+def _evaluation_sampler(config: ml_collections.ConfigDict, generate: Callable, params: Any, g_state: Any,
+                        mesh: jax.sharding.Mesh) -> Callable[[int, int], np.ndarray]:
+    """The evaluator's `sample_fn(index, count)`: uint8 images (count, H, W, 3 or 1) of chunk `index`, from latents of
+    the evaluation stream (a function of train.seed and index only, so every evaluation of a run sees the same)."""
+    def sample_fn(index: int, count: int) -> np.ndarray:
+        key = jax.random.fold_in(jax.random.fold_in(base_key(config), EVAL_STREAM), index)
+        z = np.asarray(jax.random.normal(key, (count, config.model.z_dim), jnp.float32))
+        return generate_images(generate, params, g_state, z, mesh, count, config.data)
+
+    return sample_fn
+
+
 def _make_evaluator(config: ml_collections.ConfigDict, source: data.Source) -> evaluation.Evaluator | None:
     """The in-loop evaluator (`config.eval`), or None when eval.every_steps = 0 or the run is shorter than one period.
 
@@ -320,19 +350,8 @@ def _train_in_locked_workdir(experiment: experiment_lib.Experiment, workdir: pat
 
     writer = observability.create_writer(workdir, process_index=jax.process_index(),
                                          tensorboard=bool(config.train.get('tensorboard', True)))
-    samples_dir = workdir / observability.SAMPLES_DIR
     if is_main:
-        observability.write_config_json(config, workdir)
-        observability.write_json(_param_summary(state), workdir / 'parameters.json')
-        samples_dir.mkdir(exist_ok=True)
-        if isinstance(writer.writers[0], observability.JsonlWriter):
-            writer.writers[0].truncate_after(start_step)
-        if start_step == 0:
-            writer.write_hparams(observability.flatten_config(config))
-        reals_path = samples_dir / 'reals.png'
-        if not reals_path.exists():
-            grid = observability.save_grid(source.images[:config.sample.num_images], reals_path)
-            writer.write_images(start_step, {'reals': grid[None]})
+        _write_run_start(config, workdir, state, start_step, writer, source)
 
     precision = config.model.get('matmul_precision', 'default')
     generate = make_generate(generator, mesh, matmul_precision=precision)
@@ -351,12 +370,7 @@ def _train_in_locked_workdir(experiment: experiment_lib.Experiment, workdir: pat
     def evaluate_now(step: int, state: GANState, variables: tuple[Any, Any, dict], train_seconds: float) -> None:
         params, g_state, description = variables
 
-        def sample_fn(index: int, count: int) -> np.ndarray:
-            key = jax.random.fold_in(jax.random.fold_in(base_key(config), EVAL_STREAM), index)
-            z = np.asarray(jax.random.normal(key, (count, config.model.z_dim), jnp.float32))
-            return generate_images(generate, params, g_state, z, mesh, count, config.data)
-
-        scalars, protocol = evaluator(sample_fn)
+        scalars, protocol = evaluator(_evaluation_sampler(config, generate, params, g_state, mesh))
         writer.write_evaluation(step, {**scalars, 'train_seconds': train_seconds}, {**protocol, **description})
         if best_checkpointer is not None and best_checkpointer.save(step, state, scalars[best[0]]):
             logging.info('Best %s so far (%.4g) at step %d: kept in %s.', best[0], scalars[best[0]], step,
@@ -522,13 +536,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
         evaluator = evaluation.Evaluator.from_config(config, train_images)
     params, g_state, description = sampling_variables(config, generator, state)
     generate = make_generate(generator, mesh, matmul_precision=config.model.get('matmul_precision', 'default'))
-
-    def sample_fn(index: int, count: int) -> np.ndarray:
-        key = jax.random.fold_in(jax.random.fold_in(base_key(config), EVAL_STREAM), index)
-        z = np.asarray(jax.random.normal(key, (count, config.model.z_dim), jnp.float32))
-        return generate_images(generate, params, g_state, z, mesh, count, config.data)
-
-    scalars, protocol = evaluator(sample_fn)
+    scalars, protocol = evaluator(_evaluation_sampler(config, generate, params, g_state, mesh))
     record = {'step': latest, **scalars, 'protocol': {**protocol, **description}}
     if jax.process_index() == 0:
         observability.write_json(record, workdir / 'evaluation.json')
