@@ -335,16 +335,18 @@ def test_generator_gradient_from_the_reused_fake_equals_a_second_forward_through
     state = step_lib.init_state(config, generator, discriminator, capture, built.d_tx, built.image_shape)
     train_step = step_lib.make_train_step(config, generator, discriminator, capture, built.d_tx)
     batch = jnp.asarray(train._host_batch(data.make_source(config.data), 0, config))
-    step_grads = jax.jit(train_step)(state, batch, step_lib.step_key(state))[0].g_opt_state
+    new_state = jax.jit(train_step)(state, batch, step_lib.step_key(state))[0]
+    step_grads = new_state.g_opt_state
 
-    # The keys the step derives (step.make_train_step / step.d_update): the latents of critic iteration 0 and G's
-    # noise, and the key of the generator update's D forward.
+    # The keys the step derives (step.make_train_step / step.d_update): critic iteration 0's (its latents and G's
+    # noise), and fold_in(key, 1) for the generator update's D forward.
     key = step_lib.step_key(state)
-    z_key, _, _, g_key, _ = jax.random.split(jax.random.split(jax.random.fold_in(key, 0), 1)[0], 5)
+    critic_key = jax.random.split(jax.random.fold_in(key, 0), 1)[0]
+    z_key, _, _, g_key, _ = jax.random.split(critic_key, 5)
     z = jax.random.normal(z_key, (config.train.batch_size, config.model.z_dim), jnp.float32)
     settings = step_lib.StepSettings.from_config(config, generator, discriminator, capture, built.d_tx)
-    critic_key = jax.random.split(jax.random.fold_in(key, 0), 1)[0]
     updated = jax.jit(lambda s: step_lib.d_update(settings, s, batch[0], critic_key, s.step)[0])(state)
+    assert _relative_difference(updated.d_params, new_state.d_params) < 1e-6   # The D the step's G update saw.
     assert _relative_difference(updated.d_params, state.d_params) > 1e-3
 
     @jax.jit
