@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / 'bench'))
 
 from qgan_jax import parallel, train  # noqa: E402
+from qgan_jax import experiment as experiment_lib  # noqa: E402
 from train_step import load_config  # noqa: E402  (bench/train_step.py)
 
 # XLA's description of an H100 SXM (what the CUDA plugin reports on one), for compiling without the device.
@@ -140,19 +141,13 @@ def compiled_iteration(path: str, batch_size: int, n_critic: int, mesh: jax.shar
     """`jit_train_step` of a config, compiled from abstract state and batch for `mesh` (nothing is allocated)."""
     config = load_config(path)
     config.train.batch_size, config.train.n_critic = batch_size, n_critic
-    config = train.resolve_config(config)
-    generator, discriminator = train.build_models(config)
-    g_tx, d_tx = train.make_optimizers(config)
-    resolution = config.model.resolution
-    image_shape = (resolution, resolution, config.model.channels)
-    state = train.abstract_state(config, generator, discriminator, g_tx, d_tx, image_shape,
-                                 parallel.replicated(mesh))
+    experiment = experiment_lib.build(config)
+    config, resolution = experiment.config, experiment.config.model.resolution
+    state = experiment.abstract_state(parallel.replicated(mesh))
     stored_channels = 3 if config.data.quaternion != 'none' else config.model.channels
     batch = jax.ShapeDtypeStruct((n_critic, batch_size, resolution, resolution, stored_channels), jnp.uint8,
                                  sharding=parallel.batch_sharding(mesh, 1))
-    step = train.jit_train_step(train.make_train_step(config, generator, discriminator, g_tx, d_tx, mesh=mesh),
-                                mesh)
-    return step.lower(state, batch).compile()
+    return train.jit_train_step(experiment.train_step(mesh), mesh).lower(state, batch).compile()
 
 
 def main(argv=None) -> int:

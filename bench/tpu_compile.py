@@ -30,6 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / 'bench'))
 from qgan_jax import parallel, train  # noqa: E402
+from qgan_jax import experiment as experiment_lib  # noqa: E402
 from train_step import load_config  # noqa: E402  (bench/train_step.py)
 
 HBM_GIB = {'v4': 32, 'v5e': 16, 'v5p': 95, 'v6e': 32}
@@ -40,26 +41,20 @@ DEFAULT_CONFIGS = ','.join(f'configs/{name}.py' for name in (
     'gansformer_cifar10', 'gansformer_ffhq'))
 
 
-def load(spec: str):
-    """The resolved config of `path[:field=value ...]` (bench/train_step.py's spec syntax)."""
-    return train.resolve_config(load_config(spec))
+def load(spec: str) -> experiment_lib.Experiment:
+    """The experiment of `path[:field=value ...]` (bench/train_step.py's spec syntax)."""
+    return experiment_lib.build(load_config(spec))
 
 
-def compile_step(config, devices) -> dict:
-    """Compiles `config`'s training step for `devices`; returns memory, FLOPs and XLA's time estimate."""
+def compile_step(experiment: experiment_lib.Experiment, devices) -> dict:
+    """Compiles the experiment's training step for `devices`; returns memory, FLOPs and XLA's time estimate."""
     mesh = parallel.make_mesh(devices)
-    generator, discriminator = train.build_models(config)
-    g_tx, d_tx = train.make_optimizers(config)
-    resolution = config.model.resolution
-    image_shape = (resolution, resolution, config.model.channels)
-    replicated = parallel.replicated(mesh)
-    state = jax.eval_shape(lambda: train.init_state(config, generator, discriminator, g_tx, d_tx, image_shape))
-    state = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=replicated), state)
+    config, resolution = experiment.config, experiment.config.model.resolution
+    state = experiment.abstract_state(parallel.replicated(mesh))
     stored = 3 if config.data.quaternion != 'none' else config.model.channels
     batch = jax.ShapeDtypeStruct((config.train.n_critic, config.train.batch_size, resolution, resolution, stored),
                                  jax.numpy.uint8, sharding=parallel.batch_sharding(mesh, 1))
-    step = train.jit_train_step(train.make_train_step(config, generator, discriminator, g_tx, d_tx, mesh=mesh),
-                                mesh)
+    step = train.jit_train_step(experiment.train_step(mesh), mesh)
     start = time.perf_counter()
     compiled = step.lower(state, batch).compile()
     seconds = time.perf_counter() - start
@@ -111,7 +106,8 @@ def main(argv=None) -> int:
         for spec in [c for c in args.configs.split(',') if c]:
             if (name, spec) in done:
                 continue
-            config = load(spec)
+            experiment = load(spec)
+            config = experiment.config
             row = {'slice': name, 'chips': len(devices), 'hosts': hosts, 'config': spec,
                    'batch': config.train.batch_size, 'n_critic': config.train.n_critic, 'hbm_gib': HBM_GIB[kind]}
             if config.train.batch_size % len(devices):  # The trainer refuses it in one line; compile the next fit.
@@ -122,7 +118,7 @@ def main(argv=None) -> int:
                 with config.unlocked():
                     config.train.batch_size = batch
             try:
-                row.update(compile_step(config, devices))
+                row.update(compile_step(experiment, devices))
             except Exception as error:  # noqa: BLE001 - a failure to compile is a finding, reported in one line.
                 failures += 1
                 row['error'] = f'{type(error).__name__}: {str(error).splitlines()[0][:300]}'

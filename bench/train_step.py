@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 import configs  # noqa: E402
 from qgan_jax import data, parallel, summary, train  # noqa: E402
+from qgan_jax import experiment as experiment_lib  # noqa: E402
 
 DEFAULT_CONFIGS = 'configs/qsngan_cifar10.py,configs/sngan_cifar10.py'
 
@@ -73,16 +74,10 @@ def bench_config(path: str, batch_size: int, n_critic: int, repeats: int, min_se
     config = load_config(path)
     config.train.batch_size = batch_size
     config.train.n_critic = n_critic
-    config = train.resolve_config(config)
-    generator, discriminator = train.build_models(config)
-    g_tx, d_tx = train.make_optimizers(config)
-    resolution = config.model.resolution
-    image_shape = (resolution, resolution, config.model.channels)
-    replicated = parallel.replicated(mesh)
-    state = jax.jit(lambda: train.init_state(config, generator, discriminator, g_tx, d_tx, image_shape),
-                    out_shardings=replicated)()
-    step = train.jit_train_step(train.make_train_step(config, generator, discriminator, g_tx, d_tx, mesh=mesh),
-                                mesh)
+    experiment = experiment_lib.build(config)
+    config, resolution = experiment.config, experiment.config.model.resolution
+    state = jax.jit(experiment.init_state, out_shardings=parallel.replicated(mesh))()
+    step = train.jit_train_step(experiment.train_step(mesh), mesh)
     stored_channels = 3 if config.data.quaternion != 'none' else config.model.channels
     host = np.random.default_rng(0).integers(0, 256, (n_critic, batch_size, resolution, resolution,
                                                        stored_channels), dtype=np.uint8)
@@ -156,8 +151,8 @@ def largest_batch(path: str, start: int, limit: int, n_critic: int, repeats: int
 
 
 def bench_sampling(path: str, batch_size: int, repeats: int, min_seconds: float, mesh) -> dict:
-    config = train.resolve_config(load_config(path))
-    generator, _ = train.build_models(config)
+    experiment = experiment_lib.build(load_config(path))
+    config, generator = experiment.config, experiment.generator
     variables = jax.jit(lambda: generator.init({'params': jax.random.PRNGKey(0)},
                                                jnp.zeros((1, config.model.z_dim)), train=False))()
     params = variables['params']

@@ -14,11 +14,10 @@ import os
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 from absl import logging
 from clu import parameter_overview
 
-from qgan_jax import models
+from qgan_jax import experiment as experiment_lib
 from qgan_jax.layers.algebra import Algebra
 from qgan_jax.models import factorised_gan
 
@@ -50,21 +49,9 @@ def _with_stats(variables: Any) -> int:
     return _count(variables["params"]) + _count(variables.get("batch_stats", {}))
 
 
-def _shapes(config: Any):
-    """(generator, discriminator, G variable shapes, D variable shapes, z, images) of a resolved config."""
-    generator, discriminator = models.build(config)
-    res, channels = config.model.resolution, config.model.channels
-    z = jnp.zeros((_FLOP_BATCH, config.model.z_dim), jnp.float32)
-    images = jnp.zeros((_FLOP_BATCH, res, res, channels), jnp.float32)
-    key = {"params": jax.random.key(0)}
-    g_vars = jax.eval_shape(lambda: generator.init(key, z, train=False))
-    d_vars = jax.eval_shape(lambda: discriminator.init(key, images, train=False))
-    return generator, discriminator, g_vars, d_vars, z, images
-
-
 def parameter_counts(config: Any) -> dict[str, int]:
     """``{generator,discriminator}_params[_with_stats]`` of ``config``, from shapes only (no FLOPs)."""
-    *_, g_vars, d_vars, _, _ = _shapes(models.resolve(config))
+    g_vars, d_vars = experiment_lib.build(config).variable_shapes(_FLOP_BATCH)
     return {"generator_params": _count(g_vars["params"]), "discriminator_params": _count(d_vars["params"]),
             "generator_params_with_stats": _with_stats(g_vars),
             "discriminator_params_with_stats": _with_stats(d_vars)}
@@ -92,17 +79,21 @@ def attention_free_summary(config: Any) -> dict:
     twin = gansformer.attention_free_twin(config)
     if twin is None:
         return {}
-    twin = models.resolve(twin)
-    generator, _, g_vars, d_vars, z, _ = _shapes(twin)
+    experiment = experiment_lib.build(twin)
+    g_vars, d_vars = experiment.variable_shapes(_FLOP_BATCH)
+    z, _ = experiment.example_inputs(_FLOP_BATCH)
     return {"no_attention_generator_params": _count(g_vars["params"]),
             "no_attention_discriminator_params": _count(d_vars["params"]),
-            "no_attention_generator_flops": _flops(lambda v, x: generator.apply(v, x, train=False), g_vars, z)}
+            "no_attention_generator_flops": _flops(lambda v, x: experiment.generator.apply(v, x, train=False),
+                                                   g_vars, z)}
 
 
 def network_summary(config: Any) -> dict:
     """Counts of ``config``'s networks: params (total and per top-level block), FLOPs per image."""
-    config = models.resolve(config)
-    generator, discriminator, g_vars, d_vars, z, images = _shapes(config)
+    experiment = experiment_lib.build(config)
+    config, generator, discriminator = experiment.config, experiment.generator, experiment.discriminator
+    g_vars, d_vars = experiment.variable_shapes(_FLOP_BATCH)
+    z, images = experiment.example_inputs(_FLOP_BATCH)
     g_flops = _flops(lambda v, x: generator.apply(v, x, train=False), g_vars, z)
     d_flops = _flops(lambda v, x: discriminator.apply(v, x, train=False), d_vars, images)
     summary = {

@@ -1,18 +1,9 @@
-"""GAN training: the state pytree, optimisers, the jitted training step, the training loop and sampling.
+"""GAN training: config checks, the training loop, and sampling / evaluation of a trained run.
 
-One training step (`make_train_step`) = `train.n_critic` discriminator updates, each on its own real batch, then one
-generator update, as in the QSNGAN reference (decisions D9, quaternion_phc.md §12):
-
-  for each critic iteration i:  z_i ~ N(0, I);  fake_i = G(z_i)  (train mode: G's BN statistics update once per
-                                iteration; the quaternion real part set to the data's when
-                                data.fake_real_part='data');  one D forward on concat([real_i, stop_gradient(fake_i)]);
-                                L_D = loss + gp_weight * GP + r1_gamma / 2 * R1;  optimiser step on D
-  generator update:             the last iteration's fake (its G forward's VJP is kept, so G does not run twice)
-                                through the freshly updated D (train mode: one more spectral-norm power
-                                iteration);  optimiser step on G;  EMA of G's parameters.
-
-All randomness of step s comes from `fold_in(state.rng, s)`, and the data of step s is a function of
-(train.seed, s), so a resumed run computes exactly what an uninterrupted one does.
+The state, the optimisers and the pure training step live in `qgan_jax.step` (its docstring gives the algorithm) and
+are re-exported here; `qgan_jax.experiment.build(config)` gives the networks and optimisers of a config. The data of
+step s is a function of (train.seed, s) and its randomness of `fold_in(state.rng, s)`, so a resumed run computes
+exactly what an uninterrupted one does.
 """
 
 from __future__ import annotations
@@ -23,47 +14,24 @@ import pathlib
 import signal
 import tempfile
 import time
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
-import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from absl import logging
 
 from qgan_jax import (checkpointing, data, evaluation, losses, models, observability, parallel, resume_check,
                       sampling, workdir_lock)
+from qgan_jax import experiment as experiment_lib
 from qgan_jax.io import files
+from qgan_jax.step import (EVAL_STREAM, GRID_STREAM, OPTIMIZERS, SAMPLE_STREAM, STANDING_STREAM,  # noqa: F401
+                           GANState, abstract_state, base_key, global_norm, init_state, jit_train_step,
+                           lazy_regularization_factor, make_optimizer, make_optimizers, make_train_step, step_key)
 
-# Streams derived from the base key PRNGKey(train.seed) with fold_in, so that each use has its own.
-_INIT_STREAM, _STEP_STREAM, _GRID_STREAM, _SAMPLE_STREAM, _EVAL_STREAM, _STANDING_STREAM = 0, 1, 2, 3, 4, 5
-
-OPTIMIZERS = ('adam', 'rmsprop', 'adagrad')
 RNG_STREAMS = models.RNG_STREAMS
 SAMPLES_FILE = 'samples.npz'
-
-
-@flax.struct.dataclass
-class GANState:
-    """Everything a run needs to resume: a pytree of arrays (checkpointed whole).
-
-    step: int32 () generator updates done.  g_params / d_params: trainable parameters.  g_state / d_state: the
-    non-trainable collections (`batch_stats`: BN statistics, spectral-norm u / v), `{}` when a network has none.
-    g_opt_state / d_opt_state: optimiser states.  ema_params: EMA of g_params (`{}` when train.ema_decay = 0).
-    rng: uint32 (2,) key; step s draws from `fold_in(rng, s)`.
-    """
-
-    step: jax.Array
-    g_params: Any
-    d_params: Any
-    g_state: Any
-    d_state: Any
-    g_opt_state: Any
-    d_opt_state: Any
-    ema_params: Any
-    rng: jax.Array
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -185,254 +153,6 @@ def prepare_workdir(workdir: str | os.PathLike) -> pathlib.Path:
     return path
 
 
-def lazy_regularization_factor(config: ml_collections.ConfigDict) -> float:
-    """c = k/(k+1) for lazy R1 every k = loss.r1_interval D steps (StyleGAN2), 1 when R1 is off or not lazy."""
-    interval = int(config.loss.get('r1_interval', 1))
-    if config.loss.r1_gamma <= 0 or interval <= 1:
-        return 1.0
-    return interval / (interval + 1.0)
-
-
-def make_optimizer(opt_config: ml_collections.ConfigDict, net: str = 'g',
-                   lazy_factor: float = 1.0) -> optax.GradientTransformation:
-    """The optax optimiser of one network: adam (lr, b1, b2, eps), rmsprop (lr, decay, eps; PyTorch's eps outside
-    the square root) or adagrad (lr, eps). `lazy_factor` c < 1 applies StyleGAN2's lazy-regularisation
-    correction to Adam (lr c, b1^c, b2^c)."""
-    name = opt_config.name
-    if name == 'adam':
-        c = lazy_factor
-        return optax.adam(opt_config.lr * c, b1=opt_config.b1 ** c, b2=opt_config.b2 ** c, eps=opt_config.eps)
-    if name == 'rmsprop':
-        return optax.rmsprop(opt_config.lr, decay=opt_config.get('decay', 0.99), eps=opt_config.eps,
-                             eps_in_sqrt=False)
-    if name == 'adagrad':
-        return optax.adagrad(opt_config.lr, eps=opt_config.eps)
-    raise ValueError(f'optimizer.{net}.name={name!r} is unknown; allowed: {", ".join(OPTIMIZERS)}')
-
-
-def make_optimizers(config: ml_collections.ConfigDict) -> tuple[optax.GradientTransformation,
-                                                                 optax.GradientTransformation]:
-    """(g_tx, d_tx); D's Adam carries the lazy-R1 correction when loss.r1_interval > 1."""
-    return (make_optimizer(config.optimizer.g, 'g'),
-            make_optimizer(config.optimizer.d, 'd', lazy_regularization_factor(config)))
-
-
-def build_models(config: ml_collections.ConfigDict) -> tuple[Any, Any]:
-    """(generator, discriminator) flax modules from the model registry (`qgan_jax.models.build`)."""
-    return models.build(config)
-
-
-def resolve_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """A copy with model.channels resolved (0 = auto) and data.quaternion consistent (`models.resolve`)."""
-    return models.resolve(config)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# State.
-
-
-def _split_variables(variables: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
-    variables = dict(variables)
-    params = variables.pop('params', {})
-    return params, variables
-
-
-_apply = models.apply
-
-
-def base_key(config: ml_collections.ConfigDict) -> jax.Array:
-    return jax.random.PRNGKey(config.train.seed)
-
-
-def init_state(config: ml_collections.ConfigDict, generator: Any, discriminator: Any,
-               g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
-               image_shape: tuple[int, int, int]) -> GANState:
-    """A fresh GANState from `train.seed` (jittable; `image_shape` is the model's (H, W, C) input)."""
-    key = base_key(config)
-    g_key, d_key = jax.random.split(jax.random.fold_in(key, _INIT_STREAM))
-    z = jnp.zeros((1, config.model.z_dim), jnp.float32)
-    g_params, g_state = _split_variables(generator.init({'params': g_key}, z, train=False))
-    images = jnp.zeros((1, *image_shape), jnp.float32)
-    d_params, d_state = _split_variables(discriminator.init({'params': d_key}, images, train=False))
-    ema_params = jax.tree.map(jnp.copy, g_params) if config.train.ema_decay > 0 else {}
-    return GANState(
-        step=jnp.zeros((), jnp.int32),
-        g_params=g_params, d_params=d_params, g_state=g_state, d_state=d_state,
-        g_opt_state=g_tx.init(g_params), d_opt_state=d_tx.init(d_params),
-        ema_params=ema_params,
-        rng=jax.random.fold_in(key, _STEP_STREAM),
-    )
-
-
-def abstract_state(config: ml_collections.ConfigDict, generator: Any, discriminator: Any,
-                   g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation,
-                   image_shape: tuple[int, int, int], sharding: jax.sharding.Sharding) -> GANState:
-    """`init_state`'s shapes and dtypes as `jax.ShapeDtypeStruct` leaves with `sharding`, allocating nothing
-    (the target of a checkpoint restore, or the input of an ahead-of-time compile)."""
-    shapes = jax.eval_shape(lambda: init_state(config, generator, discriminator, g_tx, d_tx, image_shape))
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding), shapes)
-
-
-def step_key(state: GANState) -> jax.Array:
-    """The key of the step `state` is about to take: fold_in(state.rng, state.step)."""
-    return jax.random.fold_in(state.rng, state.step)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The training step.
-
-
-def global_norm(tree: Any) -> jax.Array:
-    """L2 norm of all leaves together, summed in float32, as one reduction over their concatenation.
-
-    `optax.global_norm` sums each leaf separately: on a GPU that is a kernel per parameter array, every critic
-    step (and a bfloat16 leaf is summed in bfloat16).
-    """
-    leaves = jax.tree.leaves(tree)
-    if not leaves:
-        return jnp.zeros((), jnp.float32)
-    flat = jnp.concatenate([jnp.ravel(leaf).astype(jnp.float32) for leaf in leaves])
-    return jnp.sqrt(jnp.sum(jnp.square(flat)))
-
-
-def make_train_step(config: ml_collections.ConfigDict, generator: Any, discriminator: Any,
-                    g_tx: optax.GradientTransformation, d_tx: optax.GradientTransformation, *,
-                    mesh: jax.sharding.Mesh | None = None) -> Callable:
-    """The pure training step `(state, batch, key) -> (state, metrics)` (jit it; see the module docstring).
-
-    batch: uint8 (n_critic, B, H, W, C) NHWC, one real batch per critic iteration, preprocessed inside the step
-    (scaling to [-1, 1], flips, the quaternion mapping of config.data).  key: the step's key (`step_key(state)`).
-    metrics: float32 scalars — d_loss (the whole D objective), d_adv, d_real / d_fake (mean logits), gp, r1 and
-    d_grad_norm averaged over the critic iterations; g_loss and g_grad_norm of the generator update.
-    `mesh`: when given, latents and fakes are constrained to the batch sharding, so G runs data-parallel too.
-    """
-    loss = losses.get_loss(config.loss.name)
-    gp_weight, r1_gamma = float(config.loss.gp_weight), float(config.loss.r1_gamma)
-    gp_fused = bool(config.loss.get('gp_fused', False))
-    r1_interval = max(int(config.loss.get('r1_interval', 1)), 1)
-    ema_decay = float(config.train.ema_decay)
-    z_dim = int(config.model.z_dim)
-    data_config = config.data
-    batch_sharding = None if mesh is None else parallel.batch_sharding(mesh)
-
-    def constrain(x):
-        return x if batch_sharding is None else jax.lax.with_sharding_constraint(x, batch_sharding)
-
-    def critic_iteration(d_params, d_opt_state, d_state, g_params, g_state, real_uint8, key, d_step):
-        """One D update; also returns G's fake, its new statistics and its VJP (for the generator update)."""
-        z_key, flip_key, gp_key, g_key, d_key = jax.random.split(key, 5)
-        real = constrain(data.preprocess(real_uint8, data_config, flip_key if data_config.random_flip else None))
-        batch_size = real.shape[0]
-        z = constrain(jax.random.normal(z_key, (batch_size, z_dim), jnp.float32))
-        # The VJP keeps this forward's residuals for G's gradient, so the generator update (which reuses the
-        # last iteration's fake, D9) needs no second G forward; unused VJPs are removed by XLA.
-        def generate(params):
-            images, state = _apply(generator, params, g_state, z, train=True, key=g_key)
-            return data.project_fakes(images, data_config), state
-
-        g_fake, g_vjp, new_g_state = jax.vjp(generate, g_params, has_aux=True)
-        fake = jax.lax.stop_gradient(constrain(g_fake)).astype(real.dtype)
-
-        def d_objective(params):
-            gp = jnp.zeros((), jnp.float32)
-            if gp_weight > 0 and gp_fused:  # One D forward over [real, fake, interpolates] (loss.gp_fused).
-                real_logits, fake_logits, gp, state = losses.fused_logits_and_gradient_penalty(
-                    lambda x: _apply(discriminator, params, d_state, x, train=True, key=jax.random.fold_in(d_key, 0)),
-                    real, fake, gp_key)
-            else:
-                logits, state = _apply(discriminator, params, d_state, jnp.concatenate([real, fake]), train=True,
-                                       key=jax.random.fold_in(d_key, 0))
-                logits = logits.astype(jnp.float32)
-                real_logits, fake_logits = logits[:batch_size], logits[batch_size:]
-            adversarial = loss.d_loss(real_logits, fake_logits)
-            total, r1 = adversarial + gp_weight * gp, jnp.zeros((), jnp.float32)
-
-            def d_fn(x, stream):
-                return _apply(discriminator, params, state, x, train=True, key=jax.random.fold_in(d_key, stream))
-
-            if gp_weight > 0 and not gp_fused:
-                gp, state = losses.gradient_penalty(lambda x: d_fn(x, 1), real, fake, gp_key, has_aux=True)
-                total = total + gp_weight * gp
-            if r1_gamma > 0 and r1_interval == 1:
-                r1, state = losses.r1_penalty(lambda x: d_fn(x, 2), real, has_aux=True)
-                total = total + 0.5 * r1_gamma * r1
-            elif r1_gamma > 0:
-                # Lazy R1: only every r1_interval-th D step, with weight x interval (StyleGAN2).
-                r1, state = jax.lax.cond(
-                    d_step % r1_interval == 0,
-                    lambda s: losses.r1_penalty(lambda x: _apply(discriminator, params, s, x, train=True,
-                                                                 key=jax.random.fold_in(d_key, 2)),
-                                                real, has_aux=True),
-                    lambda s: (jnp.zeros((), jnp.float32), s), state)
-                total = total + 0.5 * r1_gamma * r1_interval * r1
-            metrics = {'d_loss': total, 'd_adv': adversarial, 'd_real': jnp.mean(real_logits),
-                       'd_fake': jnp.mean(fake_logits), 'gp': gp, 'r1': r1}
-            return total, (state, metrics)
-
-        grads, (new_d_state, metrics) = jax.grad(d_objective, has_aux=True)(d_params)
-        updates, d_opt_state = d_tx.update(grads, d_opt_state, d_params)
-        d_params = optax.apply_updates(d_params, updates)
-        metrics['d_grad_norm'] = global_norm(grads)
-        return d_params, d_opt_state, new_d_state, new_g_state, g_fake, g_vjp, metrics
-
-    def train_step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANState, dict[str, jax.Array]]:
-        if batch.ndim != 5 or batch.dtype != jnp.uint8:
-            raise ValueError(f'the training batch must be uint8 (n_critic, B, H, W, C), got {batch.dtype} '
-                             f'{batch.shape}')
-        n_critic = batch.shape[0]
-        critic_keys = jax.random.split(jax.random.fold_in(key, 0), n_critic)
-        g_step_key = jax.random.fold_in(key, 1)
-        d_params, d_opt_state, d_state, g_state = state.d_params, state.d_opt_state, state.d_state, state.g_state
-        history = []
-        # Unrolled, not lax.scan: n_critic is small, and XLA:CPU runs convolutions inside loops ~9x slower.
-        for i in range(n_critic):
-            d_params, d_opt_state, d_state, g_state, fake, g_vjp, metrics = critic_iteration(
-                d_params, d_opt_state, d_state, state.g_params, g_state, batch[i], critic_keys[i],
-                state.step * n_critic + i)
-            history.append(metrics)
-        critic_metrics = jax.tree.map(lambda *values: jnp.stack(values), *history)
-
-        def g_objective(fake):
-            # The last critic iteration's fake (same G parameters), through the freshly updated D in train mode.
-            logits, new_d_state = _apply(discriminator, d_params, d_state, constrain(fake), train=True,
-                                         key=g_step_key)
-            return loss.g_loss(logits.astype(jnp.float32)), new_d_state
-
-        (g_loss, d_state), fake_grads = jax.value_and_grad(g_objective, has_aux=True)(fake)
-        (g_grads,) = g_vjp(fake_grads)
-        updates, g_opt_state = g_tx.update(g_grads, state.g_opt_state, state.g_params)
-        g_params = optax.apply_updates(state.g_params, updates)
-        ema_params = state.ema_params
-        if ema_decay > 0:
-            ema_params = optax.incremental_update(g_params, ema_params, 1.0 - ema_decay)
-        new_state = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params, g_state=g_state,
-                                  d_state=d_state, g_opt_state=g_opt_state, d_opt_state=d_opt_state,
-                                  ema_params=ema_params)
-        metrics = {name: jnp.mean(value) for name, value in critic_metrics.items()}
-        metrics.update(g_loss=g_loss, g_grad_norm=global_norm(g_grads))
-        return new_state, metrics
-
-    matmul_precision = config.model.get('matmul_precision', 'default')
-
-    def train_step_with_precision(state: GANState, batch: jax.Array, key: jax.Array):
-        with jax.default_matmul_precision(matmul_precision):
-            return train_step(state, batch, key)
-
-    return train_step_with_precision
-
-
-def jit_train_step(train_step: Callable, mesh: jax.sharding.Mesh) -> Callable:
-    """`(state, batch) -> (state, metrics)` under one jax.jit: the key is `step_key(state)` (derived on device),
-    the state is replicated and donated, the batch sharded on `data` along its axis 1."""
-    replicated = parallel.replicated(mesh)
-
-    def step(state, batch):
-        return train_step(state, batch, step_key(state))
-
-    return jax.jit(step, in_shardings=(replicated, parallel.batch_sharding(mesh, 1)),
-                   out_shardings=(replicated, replicated), donate_argnums=(0,))
-
-
 make_generate = sampling.make_generate
 generate_images = sampling.generate_images
 
@@ -441,7 +161,7 @@ def sampling_variables(config: ml_collections.ConfigDict, generator: Any, state:
     """(params, g_state, description) to sample with: `sampling.sampling_variables` with the run's standing-
     statistics key (a function of train.seed only, so grids, metrics and --mode=sample agree)."""
     return sampling.sampling_variables(config, generator, state,
-                                       jax.random.fold_in(base_key(config), _STANDING_STREAM))
+                                       jax.random.fold_in(base_key(config), STANDING_STREAM))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -540,6 +260,36 @@ def _check_state_finite(state: GANState, step: int, checkpointer: checkpointing.
                              f'{since}-{step}); this state was not saved, {kept} in {checkpointer.directory}')
 
 
+def _write_run_start(config: ml_collections.ConfigDict, workdir: pathlib.Path, state: GANState, start_step: int,
+                     writer: observability.MultiWriter, source: data.Source) -> None:
+    """Process 0's outputs at the start of a run: config.json, parameters.json, the hyperparameters (a fresh run),
+    metrics after `start_step` dropped (a resumed one), and samples/reals.png."""
+    samples_dir = workdir / observability.SAMPLES_DIR
+    observability.write_config_json(config, workdir)
+    observability.write_json(_param_summary(state), workdir / 'parameters.json')
+    samples_dir.mkdir(exist_ok=True)
+    if isinstance(writer.writers[0], observability.JsonlWriter):
+        writer.writers[0].truncate_after(start_step)
+    if start_step == 0:
+        writer.write_hparams(observability.flatten_config(config))
+    reals_path = samples_dir / 'reals.png'
+    if not reals_path.exists():
+        grid = observability.save_grid(source.images[:config.sample.num_images], reals_path)
+        writer.write_images(start_step, {'reals': grid[None]})
+
+
+def _evaluation_sampler(config: ml_collections.ConfigDict, generate: Callable, params: Any, g_state: Any,
+                        mesh: jax.sharding.Mesh) -> Callable[[int, int], np.ndarray]:
+    """The evaluator's `sample_fn(index, count)`: uint8 images (count, H, W, 3 or 1) of chunk `index`, from latents of
+    the evaluation stream (a function of train.seed and index only, so every evaluation of a run sees the same)."""
+    def sample_fn(index: int, count: int) -> np.ndarray:
+        key = jax.random.fold_in(jax.random.fold_in(base_key(config), EVAL_STREAM), index)
+        z = np.asarray(jax.random.normal(key, (count, config.model.z_dim), jnp.float32))
+        return generate_images(generate, params, g_state, z, mesh, count, config.data)
+
+    return sample_fn
+
+
 def _make_evaluator(config: ml_collections.ConfigDict, source: data.Source) -> evaluation.Evaluator | None:
     """The in-loop evaluator (`config.eval`), or None when eval.every_steps = 0 or the run is shorter than one period.
 
@@ -565,57 +315,48 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | os.Path
     samples/step_XXXXXXX.png and samples/reals.png. SIGTERM / SIGINT save a checkpoint and return normally.
     """
     validate_config(config)
-    config = resolve_config(config)
+    experiment = experiment_lib.build(config)
     workdir = prepare_workdir(workdir)
     with workdir_lock.WorkdirLock(workdir, enabled=jax.process_index() == 0):
-        return _train_in_locked_workdir(config, workdir)
+        return _train_in_locked_workdir(experiment, workdir)
 
 
-def _train_in_locked_workdir(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> GANState:
+def _restore_or_init(experiment: experiment_lib.Experiment, checkpointer: checkpointing.Checkpointer,
+                     workdir: pathlib.Path, mesh: jax.sharding.Mesh) -> GANState:
+    """The latest good checkpoint's state (after checking that the experiment did not change), else a fresh one;
+    replicated on `mesh`."""
+    replicated = parallel.replicated(mesh)
+    latest = checkpointer.latest_step()
+    if latest is None:
+        return jax.jit(experiment.init_state, out_shardings=replicated)()
+    resume_check.check(experiment.config, workdir, latest)
+    state, latest = checkpointer.restore_latest_good(experiment.abstract_state(replicated))
+    logging.info('Resuming from checkpoint %d in %s.', latest, checkpointer.directory)
+    return state
+
+
+def _train_in_locked_workdir(experiment: experiment_lib.Experiment, workdir: pathlib.Path) -> GANState:
+    config, generator = experiment.config, experiment.generator
     observability.quiet_library_logs()
     is_main = jax.process_index() == 0
     mesh = parallel.make_mesh()
     parallel.check_batch_size(config.train.batch_size, mesh)
     source = data.make_source(config.data, process_index=jax.process_index(), process_count=jax.process_count())
     check_data_matches_model(config, source.image_shape)
-    image_shape = (*source.image_shape[:2], data.num_channels(config.data, source.image_shape[-1]))
-
-    generator, discriminator = build_models(config)
-    g_tx, d_tx = make_optimizers(config)
-    replicated = parallel.replicated(mesh)
     checkpointer = checkpointing.Checkpointer(workdir, keep=config.checkpoint.keep)
-    latest = checkpointer.latest_step()
-    if latest is not None:
-        resume_check.check(config, workdir, latest)
-        state, latest = checkpointer.restore_latest_good(abstract_state(config, generator, discriminator, g_tx,
-                                                                        d_tx, image_shape, replicated))
-        logging.info('Resuming from checkpoint %d in %s.', latest, checkpointer.directory)
-    else:
-        state = jax.jit(lambda: init_state(config, generator, discriminator, g_tx, d_tx, image_shape),
-                        out_shardings=replicated)()
+    state = _restore_or_init(experiment, checkpointer, workdir, mesh)
     start_step = int(parallel.to_host(state.step))
     num_steps = int(config.train.num_steps)
 
     writer = observability.create_writer(workdir, process_index=jax.process_index(),
                                          tensorboard=bool(config.train.get('tensorboard', True)))
-    samples_dir = workdir / observability.SAMPLES_DIR
     if is_main:
-        observability.write_config_json(config, workdir)
-        observability.write_json(_param_summary(state), workdir / 'parameters.json')
-        samples_dir.mkdir(exist_ok=True)
-        if isinstance(writer.writers[0], observability.JsonlWriter):
-            writer.writers[0].truncate_after(start_step)
-        if start_step == 0:
-            writer.write_hparams(observability.flatten_config(config))
-        reals_path = samples_dir / 'reals.png'
-        if not reals_path.exists():
-            grid = observability.save_grid(source.images[:config.sample.num_images], reals_path)
-            writer.write_images(start_step, {'reals': grid[None]})
+        _write_run_start(config, workdir, state, start_step, writer, source)
 
     precision = config.model.get('matmul_precision', 'default')
     generate = make_generate(generator, mesh, matmul_precision=precision)
     display_generate = make_generate(generator, mesh, float(config.sample.get('truncation_psi', 1.0)), precision)
-    grid_latents = np.asarray(jax.random.normal(jax.random.fold_in(base_key(config), _GRID_STREAM),
+    grid_latents = np.asarray(jax.random.normal(jax.random.fold_in(base_key(config), GRID_STREAM),
                                                 (config.sample.num_images, config.model.z_dim), jnp.float32))
     sample_batch = int(config.sample.get('batch_size', 500))
 
@@ -629,12 +370,7 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, workdir: pathlib
     def evaluate_now(step: int, state: GANState, variables: tuple[Any, Any, dict], train_seconds: float) -> None:
         params, g_state, description = variables
 
-        def sample_fn(index: int, count: int) -> np.ndarray:
-            key = jax.random.fold_in(jax.random.fold_in(base_key(config), _EVAL_STREAM), index)
-            z = np.asarray(jax.random.normal(key, (count, config.model.z_dim), jnp.float32))
-            return generate_images(generate, params, g_state, z, mesh, count, config.data)
-
-        scalars, protocol = evaluator(sample_fn)
+        scalars, protocol = evaluator(_evaluation_sampler(config, generate, params, g_state, mesh))
         writer.write_evaluation(step, {**scalars, 'train_seconds': train_seconds}, {**protocol, **description})
         if best_checkpointer is not None and best_checkpointer.save(step, state, scalars[best[0]]):
             logging.info('Best %s so far (%.4g) at step %d: kept in %s.', best[0], scalars[best[0]], step,
@@ -649,7 +385,7 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, workdir: pathlib
     evaluator = _make_evaluator(config, source)
     best = evaluation.best_metric(config) if evaluator is not None else None
     best_checkpointer = checkpointing.BestCheckpointer(workdir, *best) if best else None
-    train_step = jit_train_step(make_train_step(config, generator, discriminator, g_tx, d_tx, mesh=mesh), mesh)
+    train_step = jit_train_step(experiment.train_step(mesh), mesh)
     if start_step == 0:
         write_samples(0, sampling_variables(config, generator, state))
 
@@ -734,10 +470,11 @@ def _train_in_locked_workdir(config: ml_collections.ConfigDict, workdir: pathlib
 # Sampling from a trained run.
 
 
-def restore_latest(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
-                   mesh: jax.sharding.Mesh) -> tuple[GANState, int, Any]:
-    """(state, step, generator) of the latest checkpoint in `workdir` (a resolved config); one-line errors when
-    there is none."""
+def restore_latest(experiment: experiment_lib.Experiment, workdir: str | os.PathLike,
+                   mesh: jax.sharding.Mesh) -> tuple[GANState, int]:
+    """(state, step) of the latest checkpoint in `workdir`, replicated on `mesh`; one-line errors when there is
+    none."""
+    config = experiment.config
     workdir = pathlib.Path(workdir).expanduser()
     directory = checkpointing.checkpoint_dir(workdir)
     if not directory.is_dir():
@@ -748,13 +485,9 @@ def restore_latest(config: ml_collections.ConfigDict, workdir: str | os.PathLike
     if latest is None:
         raise FileNotFoundError(f'workdir={str(workdir)!r} has no complete checkpoint in {directory}; train first '
                                 'with --mode=train')
-    generator, discriminator = build_models(config)
-    g_tx, d_tx = make_optimizers(config)
-    image_shape = (config.model.resolution, config.model.resolution, config.model.channels)
-    state, latest = checkpointer.restore_latest_good(abstract_state(config, generator, discriminator, g_tx, d_tx,
-                                                                    image_shape, parallel.replicated(mesh)))
+    state, latest = checkpointer.restore_latest_good(experiment.abstract_state(parallel.replicated(mesh)))
     checkpointer.close()
-    return state, latest, generator
+    return state, latest
 
 
 def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pathlib.Path:
@@ -763,12 +496,13 @@ def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pat
     train.ema_decay > 0 and the BN statistics of `sample.bn_statistics` (the same path as the training grids and
     in-loop metrics). Latents come from train.seed, so the output is reproducible. Returns the .npz path."""
     validate_config(config)
-    config = resolve_config(config)
+    experiment = experiment_lib.build(config)
+    config, generator = experiment.config, experiment.generator
     workdir = pathlib.Path(workdir).expanduser()
     observability.quiet_library_logs()
     mesh = parallel.make_mesh()
-    state, latest, generator = restore_latest(config, workdir, mesh)
-    latents = np.asarray(jax.random.normal(jax.random.fold_in(base_key(config), _SAMPLE_STREAM),
+    state, latest = restore_latest(experiment, workdir, mesh)
+    latents = np.asarray(jax.random.normal(jax.random.fold_in(base_key(config), SAMPLE_STREAM),
                                            (config.sample.num_images, config.model.z_dim), jnp.float32))
     params, g_state, description = sampling_variables(config, generator, state)
     images = generate_images(make_generate(generator, mesh, float(config.sample.get('truncation_psi', 1.0)),
@@ -790,24 +524,19 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     on the sampling path of grids and --mode=sample; writes `<workdir>/evaluation.json` and returns its record
     {'step', **metrics, 'protocol'}. `evaluator` (optional) reuses loaded networks and reference features."""
     validate_config(config)
-    config = resolve_config(config)
+    experiment = experiment_lib.build(config)
+    config, generator = experiment.config, experiment.generator
     evaluation.validate(config)
     workdir = pathlib.Path(workdir).expanduser()
     observability.quiet_library_logs()
     mesh = parallel.make_mesh()
-    state, latest, generator = restore_latest(config, workdir, mesh)
+    state, latest = restore_latest(experiment, workdir, mesh)
     if evaluator is None:
         train_images = None if config.eval.get('reference', '') else data.load_array(config.data)
         evaluator = evaluation.Evaluator.from_config(config, train_images)
     params, g_state, description = sampling_variables(config, generator, state)
     generate = make_generate(generator, mesh, matmul_precision=config.model.get('matmul_precision', 'default'))
-
-    def sample_fn(index: int, count: int) -> np.ndarray:
-        key = jax.random.fold_in(jax.random.fold_in(base_key(config), _EVAL_STREAM), index)
-        z = np.asarray(jax.random.normal(key, (count, config.model.z_dim), jnp.float32))
-        return generate_images(generate, params, g_state, z, mesh, count, config.data)
-
-    scalars, protocol = evaluator(sample_fn)
+    scalars, protocol = evaluator(_evaluation_sampler(config, generate, params, g_state, mesh))
     record = {'step': latest, **scalars, 'protocol': {**protocol, **description}}
     if jax.process_index() == 0:
         observability.write_json(record, workdir / 'evaluation.json')

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qgan_jax import models
+from qgan_jax import experiment, models
 from qgan_jax.models import giu_gan
 
 
@@ -27,15 +27,6 @@ def _config(name, **overrides):
             node = node[parent]
         node[leaf] = value
     return models.resolve(config)
-
-
-def _shapes(config):
-    generator, discriminator = models.build(config)
-    res, ch = config.model.resolution, config.model.channels
-    key = jax.random.key(0)
-    g = jax.eval_shape(lambda: generator.init(key, jnp.zeros((2, config.model.z_dim)), train=False))
-    d = jax.eval_shape(lambda: discriminator.init(key, jnp.zeros((2, res, res, ch)), train=False))
-    return g, d
 
 
 def _fill(shapes, rng):
@@ -68,19 +59,19 @@ def _fill(shapes, rng):
     ("sngan_dcgan_cifar10", {}, 1_183_616, 662_528),
 ])
 def test_parameter_counts(name, overrides, g_count, d_count):
-    g, d = _shapes(_config(name, **overrides))
+    g, d = experiment.build(_config(name, **overrides)).variable_shapes()
     assert (_count(g["params"]), _count(d["params"])) == (g_count, d_count)
 
 
 def test_issue_totals():
-    totals = {name: sum(_count(t["params"]) for t in _shapes(_config(name)))
+    totals = {name: sum(_count(t["params"]) for t in experiment.build(_config(name)).variable_shapes())
               for name in ("giu_cifar10", "giu_celeba64", "giu_baseline_cifar10", "giu_baseline_celeba64")}
     assert totals == {"giu_cifar10": 1_915_776, "giu_celeba64": 6_844_096,
                       "giu_baseline_cifar10": 1_846_144, "giu_baseline_celeba64": 6_569_856}
 
 
 def test_cifar10_layer_breakdown():
-    g, d = _shapes(_config("giu_cifar10"))
+    g, d = experiment.build(_config("giu_cifar10")).variable_shapes()
     assert {k: _count(v) for k, v in g["params"].items()} == {
         "deconv1": 524_288, "rbn1": 1_280, "giu1": 34_336, "deconv2": 524_288, "bn2": 256,
         "deconv3": 131_072, "rbn3": 320, "deconv4": 3_072}
@@ -104,8 +95,9 @@ def test_cifar10_layer_breakdown():
 ])
 def test_each_placement_builds_and_runs(rng, placement, g_giu, d_giu):
     config = _config("giu_cifar10", **{"giu.placement": placement, "g_width": 16, "d_width": 16})
-    generator, discriminator = models.build(config)
-    g_shapes, d_shapes = _shapes(config)
+    built = experiment.build(config)
+    generator, discriminator = built.generator, built.discriminator
+    g_shapes, d_shapes = built.variable_shapes()
     assert {k for k in g_shapes["params"] if k.startswith("giu")} == g_giu
     assert {k for k in d_shapes["params"] if k.startswith("giu")} == d_giu
     z = jnp.asarray(rng.normal(size=(2, 128)), jnp.float32)
@@ -123,9 +115,10 @@ def test_placement_stages_at_64_px():
 
 def test_generator_and_discriminator_contract(rng):
     config = _config("giu_cifar10", g_width=16, d_width=16)
-    generator, discriminator = models.build(config)
+    built = experiment.build(config)
+    generator, discriminator = built.generator, built.discriminator
     z = jnp.asarray(rng.normal(size=(3, 128)), jnp.float32)
-    g_shapes, d_shapes = _shapes(config)
+    g_shapes, d_shapes = built.variable_shapes()
     g_vars = _fill(g_shapes, rng)
     images, g_state = jax.jit(lambda v, z: generator.apply(v, z, train=True, mutable=["batch_stats"]))(g_vars, z)
     assert images.shape == (3, 32, 32, 3) and float(jnp.abs(images).max()) <= 1.0
@@ -151,8 +144,9 @@ def test_generator_and_discriminator_contract(rng):
 def test_hypercomplex_variants_build_and_run(rng, algebra, phc_n, g_count, d_count):
     config = _config("giu_cifar10", algebra=algebra, phc_n=phc_n)
     assert config.model.channels == 4 and config.data.quaternion == "zero"
-    generator, discriminator = models.build(config)
-    g_shapes, d_shapes = _shapes(config)
+    built = experiment.build(config)
+    generator, discriminator = built.generator, built.discriminator
+    g_shapes, d_shapes = built.variable_shapes()
     assert (_count(g_shapes["params"]), _count(d_shapes["params"])) == (g_count, d_count)
     z = jnp.asarray(rng.normal(size=(2, 128)), jnp.float32)
     images, _ = generator.apply(_fill(g_shapes, rng), z, train=True, mutable=["batch_stats"])
@@ -172,7 +166,7 @@ def test_unknown_placement_or_resolution_is_a_clear_error():
 def test_giu_block_optional_in_config():
     config = _config("giu_cifar10")
     del config.model["giu"]                   # a giu_gan config without the block gets the defaults
-    g, d = _shapes(config)
+    g, d = experiment.build(config).variable_shapes()
     assert _count(g["params"]) + _count(d["params"]) == 1_915_776
 
 
@@ -230,11 +224,11 @@ def test_quaternion_giu_cifar10_trains_two_steps(tmp_path):
 
 def test_factorised_option_and_sagan_baseline():
     config = _config("giu_cifar10")
-    g_plain, _ = _shapes(config)
+    g_plain, _ = experiment.build(config).variable_shapes()
     config.model.factorised = True
-    g_fact, _ = _shapes(config)
+    g_fact, _ = experiment.build(config).variable_shapes()
     assert _count(g_fact["params"]) < _count(g_plain["params"])
-    g, d = _shapes(_config("sagan_cifar10"))
+    g, d = experiment.build(_config("sagan_cifar10")).variable_shapes()
     assert "attention3" in g["params"] and "attention1" in d["params"]
     # One block at 64 channels: q, k (64 -> 8, bias), v (64 -> 64, bias), gamma.
     assert _count(g["params"]["attention3"]) == 2 * (64 * 8 + 8) + 64 * 64 + 64 + 1

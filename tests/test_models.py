@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from configs import base
-from qgan_jax import models
+from qgan_jax import experiment, models
 from qgan_jax.layers.algebra import QUATERNION
 from qgan_jax.layers.factory import LayerFactory
 from qgan_jax.models import common, sngan
@@ -22,16 +22,6 @@ CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "configs"
 
 def _count(tree):
     return sum(int(np.prod(a.shape)) for a in jax.tree.leaves(tree))
-
-
-def _shapes(config):
-    config = models.resolve(config)
-    generator, discriminator = models.build(config)
-    res, ch = config.model.resolution, config.model.channels
-    key = jax.random.key(0)
-    g = jax.eval_shape(lambda: generator.init(key, jnp.zeros((2, config.model.z_dim)), train=False))
-    d = jax.eval_shape(lambda: discriminator.init(key, jnp.zeros((2, res, res, ch)), train=False))
-    return g, d
 
 
 def _config(module_name, **model_overrides):
@@ -52,21 +42,21 @@ def _config(module_name, **model_overrides):
     ("qdcgan_celeba64", {"algebra": "real"}, 3_806_080, 2_765_568),
 ])
 def test_reference_parameter_counts(config_name, overrides, g_count, d_count):
-    g, d = _shapes(_config(config_name, **overrides))
+    g, d = experiment.build(_config(config_name, **overrides)).variable_shapes()
     assert (_count(g["params"]), _count(d["params"])) == (g_count, d_count)
 
 
 @pytest.mark.parametrize("config_name,g_layers,d_layers", [
     ("qsngan_cifar10", 10, 10), ("qdcgan_celeba64", 5, 5), ("qsngan_celebahq128", 16, 17)])
 def test_phc4_count_is_quaternion_plus_algebra_tensors(config_name, g_layers, d_layers):
-    gq, dq = _shapes(_config(config_name))
-    gp, dp = _shapes(_config(config_name, algebra="phc", phc_n=4))
+    gq, dq = experiment.build(_config(config_name)).variable_shapes()
+    gp, dp = experiment.build(_config(config_name, algebra="phc", phc_n=4)).variable_shapes()
     assert _count(gp["params"]) == _count(gq["params"]) + 64 * g_layers
     assert _count(dp["params"]) == _count(dq["params"]) + 64 * d_layers
 
 
 def test_sngan_block_breakdown_matches_reference():
-    g, d = _shapes(_config("qsngan_cifar10"))
+    g, d = experiment.build(_config("qsngan_cifar10")).variable_shapes()
     assert {k: _count(v) for k, v in g["params"].items()} == {
         "fully_connect": 528_384, "re0": 312_704, "re1": 312_704, "re2": 312_704, "bn": 320,
         "conv_res4": 2_308}
@@ -81,7 +71,7 @@ def test_every_config_builds(path):
         pytest.skip("not a runnable config")
     config = importlib.import_module(f"configs.{path.stem}").get_config()
     assert isinstance(config, ml_collections.ConfigDict)
-    g, d = _shapes(config)
+    g, d = experiment.build(config).variable_shapes()
     assert _count(g["params"]) > 0 and _count(d["params"]) > 0
 
 

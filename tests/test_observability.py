@@ -73,3 +73,10 @@ def test_library_log_filter_drops_orbax_info_and_expected_warnings_only():
     assert keep(record(logging.WARNING, "Something else went wrong", orbax))
     assert keep(record(logging.ERROR, "Given directory is read only=%s", orbax))
     assert keep(record(logging.INFO, "Training steps 1-2", os.path.join("qgan_jax", "train.py")))
+
+
+def test_progress_line_and_grid():
+    line = observability.progress_line(120, 1000, {"d_loss": 1.5, "g_loss": 0.25}, 3.2, 275.0)
+    assert line == "step 120/1000 (12%) | d_loss 1.5 g_loss 0.25 | 3.2 steps/s | ETA 4m35s"
+    grid = observability.image_grid(np.full((5, 4, 4, 3), 255, np.uint8), columns=3, padding=1)
+    assert grid.shape == (2 * 5 + 1, 3 * 5 + 1, 3) and grid[1, 1, 0] == 255 and grid[0, 0, 0] == 0

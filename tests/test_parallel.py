@@ -26,25 +26,21 @@ import json, sys
 import jax
 import numpy as np
 jax.config.update('jax_disable_most_optimizations', True)
-from tests.test_train import tiny_config
-from qgan_jax import data, parallel, train
+from tests.fixtures import tiny_config
+from qgan_jax import data, experiment, parallel, train
 """
 
 _ONE_VS_EIGHT = _PRELUDE + """
 config = tiny_config()
 config.train.n_critic = 1
-config = train.resolve_config(config)
-generator, discriminator = train.build_models(config)
-g_tx, d_tx = train.make_optimizers(config)
+built = experiment.build(config)
+config = built.config
 source = data.make_source(config.data)
-shape = (8, 8, config.model.channels)
 
 def run(devices):
     mesh = parallel.make_mesh(devices)
-    state = jax.jit(lambda: train.init_state(config, generator, discriminator, g_tx, d_tx, shape),
-                    out_shardings=parallel.replicated(mesh))()
-    step = train.jit_train_step(train.make_train_step(config, generator, discriminator, g_tx, d_tx, mesh=mesh),
-                                mesh)
+    state = jax.jit(built.init_state, out_shardings=parallel.replicated(mesh))()
+    step = train.jit_train_step(built.train_step(mesh), mesh)
     for i in range(2):
         state, metrics = step(state, parallel.global_batch(train._host_batch(source, i, config), mesh, 1))
     batch_devices = len(parallel.global_batch(train._host_batch(source, 0, config), mesh, 1).sharding.device_set)

@@ -13,7 +13,7 @@ import pytest
 
 import configs
 from qgan_jax import models, train
-from tests.test_train import tiny_config
+from tests.fixtures import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / 'bench'))
@@ -93,7 +93,7 @@ def test_time_budget_stops_with_the_final_outputs(tmp_path):
 
 
 def test_plain_discriminator_pooling_keeps_the_parameters():
-    config = train.resolve_config(tiny_config())
+    config = models.resolve(tiny_config())
     counts = {}
     for pool in ('padded', 'plain'):
         config.model.d_pool = pool

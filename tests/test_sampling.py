@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qgan_jax import models, sampling, train
-from tests.test_train import tiny_config
+from qgan_jax import experiment, models, sampling, train
+from tests.fixtures import tiny_config
 
 
 def _generator_and_state(algebra: str, name: str = 'sngan'):
@@ -14,8 +14,8 @@ def _generator_and_state(algebra: str, name: str = 'sngan'):
     config.model.name = name
     if name == 'dcgan':
         config.model.resolution, config.data.image_size = 16, 16
-    config = train.resolve_config(config)
-    generator, _ = models.build(config)
+    built = experiment.build(config)
+    config, generator = built.config, built.generator
     variables = generator.init(jax.random.PRNGKey(0), jnp.zeros((1, config.model.z_dim)), train=False)
     params = variables['params']
     # Running statistics far from anything a batch gives, so a test cannot pass by leaving them in place.

@@ -14,7 +14,8 @@ import pytest
 from PIL import Image
 
 from qgan_jax import checkpointing, data, streaming, train
-from tests.test_train import _metrics, _params, fast_compilation, tiny_config  # noqa: F401 (autouse fixture)
+from tests.fixtures import tiny_config
+from tests.test_train import _metrics, _params, fast_compilation  # noqa: F401 (autouse fixture)
 
 psutil = pytest.importorskip('psutil')
 
@@ -332,7 +333,7 @@ import json, sys
 import jax
 import numpy as np
 jax.config.update('jax_disable_most_optimizations', True)
-from tests.test_train import tiny_config
+from tests.fixtures import tiny_config
 from qgan_jax import parallel, streaming, train
 assert parallel.initialize_distributed()
 workdir, images = sys.argv[1], sys.argv[2]

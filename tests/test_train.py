@@ -15,8 +15,9 @@ import numpy as np
 import optax
 import pytest
 
-from configs import base
-from qgan_jax import checkpointing, data, losses, observability, parallel, train, workdir_lock
+from qgan_jax import checkpointing, data, experiment, losses, models, parallel, train, workdir_lock
+from qgan_jax import step as step_lib
+from tests.fixtures import tiny_config
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -39,44 +40,9 @@ def fast_compilation(tmp_path_factory):
         jax.config.update(name, value)
 
 
-def tiny_config(algebra: str = 'quaternion', num_steps: int = 4):
-    """A QSNGAN at 8x8 px with widths of 8 on 32 images of the embedded CIFAR-10 sample: seconds on a CPU."""
-    config = base.get_config()
-    config.model.name = 'sngan'
-    config.model.algebra = algebra
-    config.model.resolution = 8
-    config.model.g_multipliers = (1, 1)
-    config.model.d_multipliers = (1, 1)
-    config.model.d_downsamples = 1
-    config.model.z_dim = 8
-    config.model.g_width = 8
-    config.model.d_width = 8
-    config.model.channels = 0
-    config.data.source = 'sample:cifar10'
-    config.data.image_size = 8
-    config.data.max_examples = 32
-    config.data.quaternion = 'zero' if algebra == 'quaternion' else 'none'
-    config.train.num_steps = num_steps
-    config.train.batch_size = 8
-    config.train.n_critic = 2
-    config.train.log_every = 2
-    config.train.ema_decay = 0.9
-    config.train.tensorboard = False
-    config.checkpoint.every_steps = 2
-    config.checkpoint.keep = 5
-    config.sample.every_steps = 2
-    config.sample.num_images = 4
-    return config
-
-
 def _params(workdir, config) -> list[np.ndarray]:
     """The leaves of the latest checkpoint's state (params, optimiser states, statistics, EMA, step, key)."""
-    config = train.resolve_config(config)
-    generator, discriminator = train.build_models(config)
-    g_tx, d_tx = train.make_optimizers(config)
-    shape = (config.model.resolution, config.model.resolution, config.model.channels)
-    abstract = train.abstract_state(config, generator, discriminator, g_tx, d_tx, shape,
-                                    parallel.replicated(parallel.make_mesh()))
+    abstract = experiment.build(config).abstract_state(parallel.replicated(parallel.make_mesh()))
     checkpointer = checkpointing.Checkpointer(workdir, read_only=True)
     try:
         return [np.asarray(x) for x in jax.tree.leaves(checkpointer.restore(abstract))]
@@ -316,14 +282,11 @@ def test_in_loop_fid_is_written_with_the_step(tmp_path, monkeypatch):
 
 
 def _one_step(config, steps: int = 1):
-    config = train.resolve_config(config)
-    generator, discriminator = train.build_models(config)
-    g_tx, d_tx = train.make_optimizers(config)
-    shape = (8, 8, config.model.channels)
+    built = experiment.build(config)
+    config = built.config
     mesh = parallel.make_mesh()
-    state = jax.jit(lambda: train.init_state(config, generator, discriminator, g_tx, d_tx, shape),
-                    out_shardings=parallel.replicated(mesh))()
-    step = train.jit_train_step(train.make_train_step(config, generator, discriminator, g_tx, d_tx, mesh=mesh), mesh)
+    state = jax.jit(built.init_state, out_shardings=parallel.replicated(mesh))()
+    step = train.jit_train_step(built.train_step(mesh), mesh)
     source = data.make_source(config.data)
     history = []
     for i in range(steps):
@@ -345,6 +308,58 @@ def test_step_makes_n_critic_d_updates_per_g_update_and_moves_the_ema():
     ema, live = jax.tree.leaves(state.ema_params), jax.tree.leaves(state.g_params)
     assert any(not np.array_equal(e, p) for e, p in zip(ema, live))
     assert all(np.isfinite(v) for metrics in history for v in metrics.values())
+
+
+def _capture_gradients() -> optax.GradientTransformation:
+    """An 'optimiser' that leaves the parameters unchanged and keeps the last gradient as its state."""
+    return optax.GradientTransformation(init=lambda params: jax.tree.map(jnp.zeros_like, params),
+                                        update=lambda grads, state, params=None: (
+                                            jax.tree.map(jnp.zeros_like, grads), grads))
+
+
+def _relative_difference(a, b) -> float:
+    a, b = (np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)]).astype(np.float64) for t in (a, b))
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_generator_gradient_from_the_reused_fake_equals_a_second_forward_through_the_updated_d():
+    """The step differentiates G through the VJP of the last critic iteration's G forward (D9: no second G
+    forward); that must equal the gradient of a naive second G forward, with the same latents, through the D that
+    the critic iteration has just updated (parameters and statistics) — and differ from one through the old D."""
+    config = tiny_config()
+    config.train.n_critic = 1
+    config.optimizer.d.lr = 1e-2   # A D update large enough for the old D to give a clearly different gradient.
+    built = experiment.build(config)
+    config, generator, discriminator = built.config, built.generator, built.discriminator
+    capture = _capture_gradients()
+    state = step_lib.init_state(config, generator, discriminator, capture, built.d_tx, built.image_shape)
+    train_step = step_lib.make_train_step(config, generator, discriminator, capture, built.d_tx)
+    batch = jnp.asarray(train._host_batch(data.make_source(config.data), 0, config))
+    new_state = jax.jit(train_step)(state, batch, step_lib.step_key(state))[0]
+    step_grads = new_state.g_opt_state
+
+    # The keys the step derives (step.make_train_step / step.d_update): critic iteration 0's (its latents and G's
+    # noise), and fold_in(key, 1) for the generator update's D forward.
+    key = step_lib.step_key(state)
+    critic_key = jax.random.split(jax.random.fold_in(key, 0), 1)[0]
+    z_key, _, _, g_key, _ = jax.random.split(critic_key, 5)
+    z = jax.random.normal(z_key, (config.train.batch_size, config.model.z_dim), jnp.float32)
+    settings = step_lib.StepSettings.from_config(config, generator, discriminator, capture, built.d_tx)
+    updated = jax.jit(lambda s: step_lib.d_update(settings, s, batch[0], critic_key, s.step)[0])(state)
+    assert _relative_difference(updated.d_params, new_state.d_params) < 1e-6   # The D the step's G update saw.
+    assert _relative_difference(updated.d_params, state.d_params) > 1e-3
+
+    @jax.jit
+    def naive_gradient(d_params, d_state):
+        def g_loss(g_params):
+            images, _ = models.apply(generator, g_params, state.g_state, z, train=True, key=g_key)
+            logits, _ = models.apply(discriminator, d_params, d_state, data.project_fakes(images, config.data),
+                                     train=True, key=jax.random.fold_in(key, 1))
+            return settings.loss.g_loss(logits.astype(jnp.float32))
+        return jax.grad(g_loss)(state.g_params)
+
+    assert _relative_difference(step_grads, naive_gradient(updated.d_params, updated.d_state)) < 1e-5
+    assert _relative_difference(step_grads, naive_gradient(state.d_params, state.d_state)) > 1e-3
 
 
 def test_lazy_r1_every_k_d_steps_with_weight_k_and_adam_correction():
@@ -406,13 +421,10 @@ def test_every_config_traces_through_the_training_step(name):
     config = importlib.import_module(f'configs.{name}').get_config()
     config.train.batch_size = 4
     train.validate_config(config)
-    config = train.resolve_config(config)
-    generator, discriminator = train.build_models(config)
-    g_tx, d_tx = train.make_optimizers(config)
-    resolution = config.model.resolution
-    state = jax.eval_shape(lambda: train.init_state(config, generator, discriminator, g_tx, d_tx,
-                                                    (resolution, resolution, config.model.channels)))
-    step = train.make_train_step(config, generator, discriminator, g_tx, d_tx, mesh=parallel.make_mesh())
+    built = experiment.build(config)
+    config, resolution = built.config, built.config.model.resolution
+    state = built.abstract_state()
+    step = built.train_step(parallel.make_mesh())
     stored_channels = 3 if config.data.quaternion != 'none' else config.model.channels
     batch = jax.ShapeDtypeStruct((config.train.n_critic, 4, resolution, resolution, stored_channels), jnp.uint8)
     new_state, metrics = jax.eval_shape(lambda s, b: step(s, b, train.step_key(s)), state, batch)
@@ -422,17 +434,16 @@ def test_every_config_traces_through_the_training_step(name):
 
 @pytest.mark.parametrize('precision', ['default', 'highest'])
 def test_matmul_precision_reaches_every_conv_and_matmul_of_the_step_and_the_sampler(precision):
-    config = train.resolve_config(tiny_config())
+    config = tiny_config()
     config.model.matmul_precision = precision
-    generator, discriminator = train.build_models(config)
-    g_tx, d_tx = train.make_optimizers(config)
+    built = experiment.build(config)
+    config, shape = built.config, built.image_shape
     mesh = parallel.make_mesh()
-    shape = (config.model.resolution, config.model.resolution, config.model.channels)
-    state = jax.eval_shape(lambda: train.init_state(config, generator, discriminator, g_tx, d_tx, shape))
+    state = built.abstract_state()
     batch = jax.ShapeDtypeStruct((config.train.n_critic, config.train.batch_size) + shape[:2] + (3,), jnp.uint8)
-    step = train.make_train_step(config, generator, discriminator, g_tx, d_tx)
+    step = built.train_step()
     z = jax.ShapeDtypeStruct((4, config.model.z_dim), jnp.float32)
-    generate = train.make_generate(generator, mesh, matmul_precision=precision)
+    generate = train.make_generate(built.generator, mesh, matmul_precision=precision)
     for text in (jax.jit(step).lower(state, batch, jax.random.key(0)).as_text(),
                  generate.lower(state.g_params, state.g_state, z).as_text()):
         ops = [line for line in text.splitlines() if 'stablehlo.convolution' in line or 'dot_general' in line]
@@ -517,52 +528,6 @@ def test_in_loop_fid_without_inception_weights_fails_at_start_naming_the_fields_
     config.eval.every_steps = 100
     train.train_and_evaluate(config, tmp_path / 'short')
     assert not any('fid' in record for record in _metrics(tmp_path / 'short'))
-
-
-def test_progress_line_and_grid():
-    line = observability.progress_line(120, 1000, {'d_loss': 1.5, 'g_loss': 0.25}, 3.2, 275.0)
-    assert line == 'step 120/1000 (12%) | d_loss 1.5 g_loss 0.25 | 3.2 steps/s | ETA 4m35s'
-    grid = observability.image_grid(np.full((5, 4, 4, 3), 255, np.uint8), columns=3, padding=1)
-    assert grid.shape == (2 * 5 + 1, 3 * 5 + 1, 3) and grid[1, 1, 0] == 255 and grid[0, 0, 0] == 0
-
-
-# --------------------------------------------------------------------------------------------------------------
-# The command line (slow: each run starts a fresh Python with JAX).
-
-
-def _main(*args, timeout=600):
-    return subprocess.run([sys.executable, str(ROOT / 'main.py'), *args], cwd=ROOT, capture_output=True,
-                          text=True, timeout=timeout)
-
-
-@pytest.mark.slow
-def test_main_trains_resumes_samples_and_exits_zero_on_sigterm(tmp_path):
-    workdir = tmp_path / 'run'
-    common = ['--config=configs/quickstart.py', f'--workdir={workdir}', '--config.train.batch_size=8',
-              '--config.model.g_width=8', '--config.model.d_width=8', '--config.sample.num_images=8']
-    first = _main(*common, '--config.train.num_steps=3')
-    assert first.returncode == 0, first.stderr[-3000:]
-    second = _main(*common, '--config.train.num_steps=5')
-    assert second.returncode == 0, second.stderr[-3000:]
-    assert 'Resuming from checkpoint 3' in second.stderr
-    assert sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir() if p.name.isdigit()) == [3, 5]
-    sampled = _main(*common, '--mode=sample')
-    assert sampled.returncode == 0, sampled.stderr[-3000:]
-    with np.load(workdir / 'samples.npz') as archive:
-        assert archive['image'].shape == (8, 32, 32, 3) and archive['image'].dtype == np.uint8
-    bad = _main(*common, '--config.train.n_critic=0')
-    assert bad.returncode == 1 and bad.stderr.strip().splitlines()[-1].startswith('error: train.n_critic=0')
-
-    process = subprocess.Popen([sys.executable, str(ROOT / 'main.py'), *common, '--config.train.num_steps=100000',
-                                '--config.checkpoint.every_steps=0'], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    for line in process.stderr:  # Wait until training runs, then preempt.
-        if 'First step' in line:
-            process.send_signal(signal.SIGTERM)
-            break
-    process.communicate(timeout=300)
-    assert process.returncode == 0
-    latest = checkpointing.Checkpointer(workdir, read_only=True).latest_step()
-    assert 5 < latest < 100000
 
 
 def test_global_norm_matches_optax_on_mixed_leaves():
