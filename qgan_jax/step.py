@@ -1,7 +1,7 @@
 """The training state, the optimisers and the pure training step.
 
 One training step (`make_train_step`) = `train.n_critic` discriminator updates, each on its own real batch, then one
-generator update, as in the QSNGAN reference (decisions D9, quaternion_phc.md §12):
+generator update, as in the QSNGAN reference (decisions docs/decisions.md#d9, #qp-12):
 
   for each critic iteration i:  z_i ~ N(0, I);  fake_i = G(z_i)  (train mode: G's BN statistics update once per
                                 iteration; the quaternion real part set to the data's when
@@ -253,7 +253,7 @@ def d_update(settings: StepSettings, state: GANState, real_uint8: jax.Array, key
 
     Returns (state with new D parameters / optimiser state / statistics and new G statistics, the fake
     (B, H, W, C), the VJP of G's forward in its parameters, metrics). Keeping the VJP lets the generator update
-    reuse this fake (D9) without a second G forward; XLA removes the VJPs of earlier iterations.
+    reuse this fake (docs/decisions.md#d9) without a second G forward; XLA removes the VJPs of earlier iterations.
     """
     s = settings
     z_key, flip_key, gp_key, g_key, d_key = jax.random.split(key, 5)

@@ -323,9 +323,10 @@ def _relative_difference(a, b) -> float:
 
 
 def test_generator_gradient_from_the_reused_fake_equals_a_second_forward_through_the_updated_d():
-    """The step differentiates G through the VJP of the last critic iteration's G forward (D9: no second G
-    forward); that must equal the gradient of a naive second G forward, with the same latents, through the D that
-    the critic iteration has just updated (parameters and statistics) — and differ from one through the old D."""
+    """The step differentiates G through the VJP of the last critic iteration's G forward (no second G forward,
+    docs/decisions.md#d9); that must equal the gradient of a naive second G forward, with the same latents, through
+    the D that the critic iteration has just updated (parameters and statistics) — and differ from one through the
+    old D."""
     config = tiny_config()
     config.train.n_critic = 1
     config.optimizer.d.lr = 1e-2   # A D update large enough for the old D to give a clearly different gradient.

@@ -1,4 +1,6 @@
-"""Factorised convolutions: a ``(kh, kw)`` (transposed) convolution as ``(kh, 1)`` then ``(1, kw)`` (GF §9, D14).
+"""Factorised convolutions: a ``(kh, kw)`` (transposed) convolution as ``(kh, 1)`` then ``(1, kw)``.
+
+Reference notes: docs/decisions.md#gf-9, #d14.
 
 Two variants:
 
@@ -18,7 +20,7 @@ Transposed convolutions (``base.ConvTransposeLayer``) also accept ``padding='SAM
 the PyTorch-meaning scatter with ``p = pad_lo`` and ``output_padding = s - k_eff + 2 pad_lo`` (possibly -1, i.e.
 one more row cropped at the end), where ``pad_lo = max(k_eff - s, 0) // 2`` is the low 'SAME' padding of the
 forward convolution and ``k_eff = d (k - 1) + 1``. In lax terms the padding is ``(k_eff - 1 - pad_lo,
-s - 1 + pad_lo)``: k4 s2 -> (2, 2), k5 s2 -> (3, 2), k3 s2 -> (2, 1), k1 s2 -> (0, 1) (GF §12).
+s - 1 + pad_lo)``: k4 s2 -> (2, 2), k5 s2 -> (3, 2), k3 s2 -> (2, 1), k1 s2 -> (0, 1) (docs/decisions.md#gf-12).
 """
 
 from __future__ import annotations

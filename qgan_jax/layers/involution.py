@@ -1,9 +1,11 @@
-"""Involution (Li et al., CVPR 2021), squeeze-and-excitation and the GIU module of GIU-GANs (D10), NHWC.
+"""Involution (Li et al., CVPR 2021), squeeze-and-excitation and the GIU module of GIU-GANs, NHWC.
+
+Choices: docs/decisions.md#d10.
 
 ``Involution``: per-position, per-group K x K kernels generated from the input by two 1x1 convolutions
 (``reduce`` C -> C/r without bias, ``bn`` with PyTorch semantics, ReLU, ``span`` C/r -> G*K*K with bias; the
 generator sees the ``s x s`` average-pooled input when strided), applied to zero-padded K x K input windows
-(giu_factorised.md §1). Kernel channel ``q = g*K*K + i*K + j`` is tap ``(i, j)`` of group ``g``; channel ``c``
+(docs/decisions.md#gf-1). Kernel channel ``q = g*K*K + i*K + j`` is tap ``(i, j)`` of group ``g``; channel ``c``
 belongs to group ``c // group_channels``. Vectorised over positions, groups and channels: each of the K*K taps
 is one strided slice of the padded input (``apply_involution``); XLA fuses the multiply-adds.
 
@@ -11,7 +13,8 @@ is one strided slice of the padded input (``apply_involution``); XLA fuses the m
 ``fc2`` (C/r -> C). ``GIU``: ``Involution(K, stride 1)`` applied to ``SqueezeExcite(x)``, no residual.
 
 The 1x1 convolutions and dense layers come from one ``layers`` factory (its algebra: real / quaternion / PHC-n, its
-init policy, dtype and precision) and can be spectrally normalised (D4, D11); with ``spectral_norm=True`` a submodule's params sit under ``<name>/layer``.
+init policy, dtype and precision) and can be spectrally normalised (docs/decisions.md#d4, #d11); with
+``spectral_norm=True`` a submodule's params sit under ``<name>/layer``.
 """
 
 from __future__ import annotations
@@ -182,7 +185,7 @@ class GIU(nn.Module):
     """Global Information Utilization: ``Involution(K, stride 1)(SqueezeExcite(x))``; x ``(N, H, W, C)`` -> same.
 
     Submodules ``se`` and ``involution``; ``reduction`` is the involution's r_1 (4 reproduces the paper's
-    counts, D10), ``se_reduction`` the SE's r_2.
+    counts, #d10), ``se_reduction`` the SE's r_2.
     """
     kernel_size: int = 3
     group_channels: int = 16

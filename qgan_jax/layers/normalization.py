@@ -1,4 +1,4 @@
-"""Spectral normalisation of assembled kernels (D4) and quaternion batch norm (D5)."""
+"""Spectral normalisation of assembled kernels and quaternion batch norm (docs/decisions.md#d4, #d5)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,7 @@ def _sigma_jvp(primals, tangents):
 
 
 class SpectralNorm(nn.Module):
-    """Divides a layer's assembled real kernel by its largest singular value (PyTorch semantics, D4).
+    """Divides a layer's assembled real kernel by its largest singular value (PyTorch semantics, #d4).
 
     Wraps any qgan_jax conv / transposed-conv / dense layer (real, quaternion, PHC): one sigma for the
     whole assembled kernel, so all quaternion components (PHC: the F factors) are scaled together; the
@@ -137,7 +137,7 @@ def shifted_moments(x: Array, axes: tuple[int, ...], shift: Array) -> tuple[Arra
 
 
 class QuaternionBatchNorm(nn.Module):
-    """eleGAN23/QGAN's quaternion batch norm with pooled statistics (D5), NHWC, ``C = 4Q``.
+    """eleGAN23/QGAN's quaternion batch norm with pooled statistics (docs/decisions.md#d5), NHWC, ``C = 4Q``.
 
     Training: one mean per component over N, spatial and the Q channels of its block (4 numbers) and
     one biased variance ``mean(sum_c (x_c - mu_c)^2)``; ``y_c = scale * (x_c - mu_c)/sqrt(var + eps)

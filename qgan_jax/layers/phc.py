@@ -1,4 +1,4 @@
-"""Parameterized hypercomplex layers, any n (eleGAN23/HyperNets semantics, D6, D15).
+"""Parameterized hypercomplex layers, any n (eleGAN23/HyperNets semantics, #d6, #d15).
 
 The real kernel is ``W = sum_s kron(A[s], F[s])`` with ``A`` the outer (block) factor: in HWIO terms
 ``W[..., b*I' + i, a*O' + o] = sum_s A[s, a, b] F[s, ..., i, o]`` (a = output block, b = input block,
@@ -6,7 +6,7 @@ The real kernel is ``W = sum_s kron(A[s], F[s])`` with ``A`` the outer (block) f
 quaternion layer whose components are ``F``.
 
 Params: ``A (n, n, n)``, ``F (n, *kernel_size, in/n, features/n)`` (dense: ``(n, in/n, features/n)``),
-``bias (features,)``. Unlike the reference PHConv the bias is added (D6).
+``bias (features,)``. Unlike the reference PHConv the bias is added (docs/decisions.md#d6).
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
-"""Quaternion layers (eleGAN23/QGAN semantics, decisions D1-D3, D8, D15).
+"""Quaternion layers (eleGAN23/QGAN semantics, #d1, #d2, #d3, #d8, #d15).
 
-Layout (D1): a quaternion tensor with ``C = 4Q`` real channels stores four contiguous blocks
+Layout (docs/decisions.md#d1): a quaternion tensor with ``C = 4Q`` real channels stores four contiguous blocks
 r | i | j | k on its last axis. Parameters are one stacked array ``kernel`` of shape
 ``(4, *kernel_size, I, O)`` (components r, i, j, k first; ``I = in/4``, ``O = features/4``) and a full
 real ``bias`` of shape ``(features,)``.
 
 The real kernel is assembled inside the jitted call by :func:`hamilton_kernel`, so each output
 quaternion is ``sum w (x) x`` with the weight multiplying from the left. The transposed convolution is
-the adjoint of the convolution (it multiplies by ``conj(w)``, D2).
+the adjoint of the convolution (it multiplies by ``conj(w)``, #d2).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def conjugate(w: Array) -> Array:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Initialisers (D3). Fans are counted in quaternion units on the component shape (*k, I, O).
+# Initialisers (docs/decisions.md#d3). Fans are counted in quaternion units on the component shape (*k, I, O).
 # ---------------------------------------------------------------------------------------------------
 
 QUATERNION_INITS = ("quaternion", "unitary", "random", "normal")
@@ -176,10 +176,10 @@ class QuaternionConv(_QuaternionKernel, base.ConvLayer):
 
 
 class QuaternionConvTranspose(_QuaternionKernel, base.ConvTransposeLayer):
-    """Quaternion transposed convolution: the adjoint of :class:`QuaternionConv` (D2).
+    """Quaternion transposed convolution: the adjoint of :class:`QuaternionConv` (docs/decisions.md#d2).
 
     ``y[o, q*s - p + t*d] += conj(W[c, o, t]) (x) x[c, q]``, PyTorch ``padding`` / ``output_padding``.
-    Params: ``kernel (4, *kernel_size, in/4, features/4)`` (D15), ``bias (features,)``.
+    Params: ``kernel (4, *kernel_size, in/4, features/4)`` (docs/decisions.md#d15), ``bias (features,)``.
     A reference component ``(I, O, kh, kw)`` maps with ``transpose(2, 3, 0, 1)``.
     """
     features: int
@@ -200,7 +200,7 @@ class QuaternionDense(_QuaternionKernel, base.DenseLayer):
 
 
 # ---------------------------------------------------------------------------------------------------
-# RGB <-> quaternion images (D8)
+# RGB <-> quaternion images (docs/decisions.md#d8)
 # ---------------------------------------------------------------------------------------------------
 
 REAL_PART_MODES = {"zero": 0.0, "reference": -1.0}
@@ -209,7 +209,7 @@ REAL_PART_MODES = {"zero": 0.0, "reference": -1.0}
 def rgb_to_quaternion(images: Array, mode: str = "zero") -> Array:
     """``(..., 3)`` images already scaled to [-1, 1] -> ``(..., 4)`` = [real, R, G, B].
 
-    mode 'zero' (default, D8): real part 0. 'reference': real part -1, as eleGAN23/QGAN's loaders
+    mode 'zero' (default, #d8): real part 0. 'reference': real part -1, as eleGAN23/QGAN's loaders
     produce (they prepend the zero channel before the affine map to [-1, 1]).
     """
     if mode not in REAL_PART_MODES:
@@ -222,7 +222,7 @@ def rgb_to_quaternion(images: Array, mode: str = "zero") -> Array:
 
 
 def quaternion_to_rgb(images: Array) -> Array:
-    """``(..., 4)`` quaternion images -> ``(..., 3)`` RGB: the real part is dropped (D8)."""
+    """``(..., 4)`` quaternion images -> ``(..., 3)`` RGB: the real part is dropped (docs/decisions.md#d8)."""
     if images.shape[-1] != 4:
         raise ValueError(f"quaternion_to_rgb: expected 4 channels on the last axis, got shape "
                          f"{tuple(images.shape)}.")

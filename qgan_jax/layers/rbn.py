@@ -1,4 +1,6 @@
-"""Batch norms with PyTorch semantics: ``BatchNorm`` and Representative BatchNorm (Gao et al., CVPR 2021; D12).
+"""Batch norms with PyTorch semantics: ``BatchNorm`` and Representative BatchNorm (Gao et al., CVPR 2021).
+
+Choices: docs/decisions.md#d12.
 
 Both normalise over every axis but the last (NHWC: N, H, W) and keep PyTorch's running statistics: momentum 0.1
 (``new = (1 - m) old + m batch``) and the **unbiased** batch variance ``var * n / (n - 1)`` in the running-variance
@@ -77,7 +79,7 @@ class BatchNorm(nn.Module):
 
 
 class RepresentativeBatchNorm(nn.Module):
-    """Representative BatchNorm (official PyTorch semantics, giu_factorised.md §4, D12).
+    """Representative BatchNorm (official PyTorch semantics, #gf-4, #d12).
 
     x: ``(N, H, W, C)`` -> same shape, with ``K(.)`` the per-sample, per-channel spatial mean:
     ``x_c = x + center_weight * K(x)``; ``x_s`` = ``x_c`` standardised with batch (train) or running (eval)

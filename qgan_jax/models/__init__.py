@@ -82,7 +82,7 @@ def resolve(config: Any) -> Any:
     """A copy of ``config`` with ``model.channels`` resolved and ``data.quaternion`` consistent with it.
 
     3-channel models read plain RGB (``data.quaternion = 'none'``); 4-channel models need a quaternion
-    mapping (``'none'`` becomes the default ``'zero'``, D8). Lets ``--config.model.algebra=real`` on a
+    mapping (``'none'`` becomes the default ``'zero'``, #d8). Lets ``--config.model.algebra=real`` on a
     quaternion config give the real twin.
     """
     resolved = config.copy_and_resolve_references()

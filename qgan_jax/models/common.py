@@ -15,7 +15,7 @@ def upsample_nearest(x: Array) -> Array:
 
 
 def avg_pool_padded(x: Array) -> Array:
-    """The reference D pooling: zero-pad 1, 2x2 mean, stride 2, always /4 (D7). H -> H//2 + 1."""
+    """The reference D pooling: zero-pad 1, 2x2 mean, stride 2, always /4 (docs/decisions.md#d7). H -> H//2 + 1."""
     return nn.avg_pool(x, (2, 2), strides=(2, 2), padding=((1, 1), (1, 1)), count_include_pad=True)
 
 

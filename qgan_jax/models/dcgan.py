@@ -1,4 +1,4 @@
-"""DCGAN / QDCGAN (eleGAN23/QGAN ``models/Q_DCGAN_64.py``, §9.3): the stage network that GIU-GAN extends.
+"""DCGAN / QDCGAN (eleGAN23/QGAN ``models/Q_DCGAN_64.py``, #qp-9-3): the stage network that GIU-GAN extends.
 
 Generator: z viewed as a 1x1 image, a k4 s1 p0 transposed conv to 4x4, then k4 s2 p1 transposed convs
 doubling the resolution and halving the width (``g_width * 2**(n-1-i)`` at stage i, n = log2(resolution / 4)),
@@ -7,7 +7,8 @@ Discriminator: k4 s2 p1 convs (width ``d_width * 2**i`` at stage i) with LeakyRe
 on), a k4 s1 p0 conv to ``m`` outputs (m = 1 real; 4 quaternion; n PHC) and, for hypercomplex models, a real
 Dense(m -> 1).
 Optional (GIU-GAN and SAGAN baselines, ``qgan_jax.models.giu_gan``): a GIU after given stages, Representative BN
-at given G stages, self-attention after given stages, spectral norm on every layer of a network (D4, D11).
+at given G stages, self-attention after given stages, spectral norm on every layer of a network
+(docs/decisions.md#d4, #d11).
 Layer names follow the reference: G ``deconv1..``, ``bn{i}`` / ``rbn{i}``, ``giu{i}``; D ``conv1..``, ``bn{i}``,
 ``giu{i}``, ``dense``.
 """
@@ -71,7 +72,7 @@ class Generator(nn.Module):
 
     Options beyond DCGAN (GIU-GAN, SAGAN baselines): GIU after the stages ``giu_at``, Representative BN at
     ``rbn_at``, self-attention after ``attention_at``, spectral norm; ``factorised``: each k4 transposed conv as
-    a clean (4, 1) + (1, 4) pair (D14, same output sizes).
+    a clean (4, 1) + (1, 4) pair (docs/decisions.md#d14, same output sizes).
     """
     layers: LayerFactory
     resolution: int = 64

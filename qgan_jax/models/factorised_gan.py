@@ -1,4 +1,5 @@
-"""Naive and factorised GANs of josephjojoe/factorised-image-generation (GF §9–§12, D14), and the helpers that
+"""Naive and factorised GANs of josephjojoe/factorised-image-generation (docs/decisions.md#gf-9 to #gf-12, #d14),
+and the helpers that
 give any family's generator a ``factorised`` option.
 
 Family fields: ``config.model.factorised_gan`` (``layout``, ``variant``, ``up_kernel``, ``d_dropout``,

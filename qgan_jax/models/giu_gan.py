@@ -1,4 +1,6 @@
-"""GIU-GAN (Tian et al., 2022): the paper's DCGAN baseline plus GIU modules and Representative BN (GF §5–§6).
+"""GIU-GAN (Tian et al., 2022): the paper's DCGAN baseline plus GIU modules and Representative BN.
+
+Reference notes: docs/decisions.md#gf-5, #gf-6.
 
 Generator: z as a 1x1 image; ConvT k4 s1 p0 to 4x4, then ConvT k4 s2 p1 doubling the size and halving the width
 (``g_width * 2**(n-1-i)`` at stage i, n = log2(resolution / 4)), each followed by a norm and ReLU, and a final
@@ -7,13 +9,14 @@ ConvT k4 s2 p1 to the image channels with tanh; no conv biases. The norm is Repr
 ``giu_at``.
 Discriminator: Conv k4 s2 p1 (width ``d_width * 2**i`` at stage i), [BN from the second stage on], LeakyReLU
 (0.1), a GIU after the stages in ``giu_at``, then Conv k4 s1 p0 to one score (hypercomplex models: to ``m``
-outputs and a real Dense(m -> 1)). Spectral norm (D4) on every conv / transposed conv / dense layer of a network
-when enabled for it, GIU internals included (D11).
+outputs and a real Dense(m -> 1)). Spectral norm (docs/decisions.md#d4) on every conv / transposed conv / dense layer
+of a network
+when enabled for it, GIU internals included (docs/decisions.md#d11).
 
 The networks are ``qgan_jax.models.dcgan``'s stage networks with GIU, RBN and spectral norm switched on.
 Names: G ``deconv1..``, ``bn{i}`` / ``rbn{i}``, ``giu{i}``; D ``conv1..``, ``bn{i}``, ``giu{i}``, ``dense``.
 Counts (G + D, real): 32 px 1,218,912 + 696,864 = 1,915,776; 64 px 3,944,064 + 2,900,032 = 6,844,096; without
-GIU and RBN 1,846,144 / 6,569,856 (GF §5, §7).
+GIU and RBN 1,846,144 / 6,569,856 (docs/decisions.md#gf-5, #gf-7).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from qgan_jax.layers.factory import LayerFactory
 from qgan_jax.models import dcgan
 from qgan_jax.models.dcgan import GIUSettings, num_stages
 
-# The six placements of the paper's Table 1 (D10) -> (generator stages, discriminator stages) as names;
+# The six placements of the paper's Table 1 (docs/decisions.md#d10) -> (G stages, D stages) as names;
 # "shallow" is next to a network's input, "deep" next to its output, "all" is every stage.
 PLACEMENTS = {
     "middle": ("middle", "middle"),                     # middle D and G (FID 26.72)
@@ -40,7 +43,7 @@ PLACEMENTS = {
 
 
 def default_config() -> ml_collections.ConfigDict:
-    """The ``config.model.giu`` block with the paper's choices (D10–D12); every field commented."""
+    """The ``config.model.giu`` block with the paper's choices (docs/decisions.md#d10 to #d12), fields commented."""
     config = ml_collections.ConfigDict()
     config.enabled = True                 # GIU modules on / off (off: the paper's baseline layout).
     config.placement = "deep_d_shallow_g"  # Table 1: middle | shallow_d_deep_g | deep_d_shallow_g | all |
@@ -49,9 +52,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.rbn = True                     # Representative BN at G's first and last norm (else plain BN).
     config.kernel_size = 3                # Involution kernel K.
     config.group_channels = 16            # Channels per involution group g_c (G = C / g_c kernels per pixel).
-    config.reduction = 4                  # Involution reduction r_1 (4 reproduces the paper's counts; D10).
+    config.reduction = 4                  # Involution reduction r_1 (4 reproduces the paper's counts, #d10).
     config.se_reduction = 16              # Squeeze-and-excitation reduction r_2.
-    config.g_spectral_norm = True         # Spectral norm on every G layer (D11); D follows model.spectral_norm.
+    config.g_spectral_norm = True         # Spectral norm on every G layer (#d11); D follows model.spectral_norm.
     config.d_batch_norm = False           # BN in D after every conv but the first and last (DCGAN baseline).
     config.g_self_attention_at = ()       # SAGAN baseline: G stages followed by a self-attention block.
     config.d_self_attention_at = ()       # SAGAN baseline: D stages followed by a self-attention block.

@@ -1,4 +1,4 @@
-"""Residual SNGAN / QSNGAN generator and discriminator (eleGAN23/QGAN, quaternion_phc.md §8-§9, D7).
+"""Residual SNGAN / QSNGAN generator and discriminator (eleGAN23/QGAN, #qp-8, #qp-9, #d7).
 
 One definition for every resolution and algebra: the generator is a real dense head, a loop of
 up-sampling residual blocks and an output conv; the discriminator a first residual block, a loop of
@@ -7,7 +7,7 @@ zero-padded average pooling), ReLU, a spatial sum and a real dense head. NHWC th
 
 Block names follow the reference (``re{i}``, ``conv1``, ``conv2``, ``short_conv`` / ``conv_short``,
 ``batch_norm1`` / ``batch_norm2``, ``bn``, ``conv_res4``, ``fully_connect``, ``fully_connect_gan2``);
-the generator's blocks are numbered from 0. The dead ``First_Residual_D.res_conv`` is omitted (D7).
+the generator's blocks are numbered from 0. The dead ``First_Residual_D.res_conv`` is omitted (docs/decisions.md#d7).
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ class Discriminator(nn.Module):
     """images (N, R, R, channels) -> logits (N,).
 
     Widths ``width * multipliers[i]`` per block; the first ``downsamples`` blocks pool (the first
-    block always does): ``pool`` 'padded' is the reference's zero-padded 2x2 mean (D7), 'plain' a 2x2 mean without
+    block always does): ``pool`` 'padded' is the reference's zero-padded 2x2 mean (docs/decisions.md#d7), 'plain' a
+    2x2 mean without
     padding (same parameters).
     """
     layers: LayerFactory
