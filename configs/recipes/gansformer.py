@@ -23,7 +23,7 @@ def training_recipe(config: ml_collections.ConfigDict, *, batch_size: int = 32) 
         config.optimizer[net].b1 = 0.0
         config.optimizer[net].b2 = 0.99
         config.optimizer[net].eps = 1e-8
-    config.loss.r1_interval = 16       # Lazy R1 every 16 D steps, D's Adam corrected (qgan_jax.train).
+    config.loss.r1_interval = 16       # Lazy R1 every 16 D steps, D's Adam corrected (qgan_jax.step).
     config.sample.truncation_psi = 0.7  # Grids and --mode=sample only; FID never truncates.
     config.train.n_critic = 1
     config.train.batch_size = batch_size

@@ -436,14 +436,6 @@ class Generator(nn.Module):
 # Registry entry
 # ---------------------------------------------------------------------------------------------------
 
-def _field(model: Any, name: str) -> Any:
-    """``model.gansformer.<name>``, falling back to :func:`default_config`."""
-    sub = model.get("gansformer", None) if hasattr(model, "get") else getattr(model, "gansformer", None)
-    if sub is not None and name in sub:
-        return sub[name]
-    return default_config()[name]
-
-
 def _choice(name: str, value: Any, allowed: Sequence[Any]) -> Any:
     if value not in allowed:
         raise ValueError(f"model.gansformer.{name} must be one of {', '.join(map(str, allowed))}, got {value!r}.")
@@ -455,10 +447,14 @@ def build(model: Any) -> tuple[nn.Module, nn.Module]:
     resolution = int(model.resolution)
     if resolution < 8 or resolution & (resolution - 1):
         raise ValueError(f"gansformer: model.resolution must be a power of 2 >= 8, got {resolution}.")
-    if model.get("dtype", "float32") != "float32":
+    if "gansformer" not in model:
+        raise ValueError("gansformer: config.model.gansformer is missing; start from configs/gansformer_cifar10.py or "
+                         "add qgan_jax.models.gansformer.default_config() as config.model.gansformer.")
+    g = model.gansformer
+    if model.dtype != "float32":
         raise ValueError(f"gansformer: model.dtype must be 'float32' (the family runs in float32), "
                          f"got {model.dtype!r}.")
-    k, d = int(_field(model, "num_latents")), int(_field(model, "latent_dim"))
+    k, d = int(g.num_latents), int(g.latent_dim)
     if k < 0 or d < 4 or d % 4:
         raise ValueError(f"gansformer: num_latents must be >= 0 and latent_dim a positive multiple of 4, got "
                          f"num_latents = {k}, latent_dim = {d}.")
@@ -466,18 +462,18 @@ def build(model: Any) -> tuple[nn.Module, nn.Module]:
         raise ValueError(f"gansformer: model.z_dim = {model.z_dim} must equal (num_latents + 1) * latent_dim = "
                          f"{(k + 1) * d}.")
     algebra = Algebra.from_config(model)
-    d_algebra = Algebra.from_config(model, name=_field(model, "d_algebra"))
+    d_algebra = Algebra.from_config(model, name=g.d_algebra)
     settings = AttentionSettings(
-        keys=_choice("keys", _field(model, "keys"), att.KEY_SOURCES),
-        kmeans_iters=int(_field(model, "kmeans_iters")),
-        integration=_choice("integration", _field(model, "integration"), att.INTEGRATIONS),
-        norm=_choice("norm", _field(model, "norm"), att.NORMS),
-        num_heads=int(_field(model, "num_heads")),
-        dropout=float(_field(model, "attention_dropout")),
-        use_pos=bool(_field(model, "use_pos")))
-    taps = tuple(float(t) for t in _field(model, "resample_filter"))
+        keys=_choice("keys", g["keys"], att.KEY_SOURCES),
+        kmeans_iters=int(g.kmeans_iters),
+        integration=_choice("integration", g.integration, att.INTEGRATIONS),
+        norm=_choice("norm", g.norm, att.NORMS),
+        num_heads=int(g.num_heads),
+        dropout=float(g.attention_dropout),
+        use_pos=bool(g.use_pos))
+    taps = tuple(float(t) for t in g.resample_filter)
     sg.fir_taps(taps)
-    channel_base, channel_max = int(_field(model, "channel_base")), int(_field(model, "channel_max"))
+    channel_base, channel_max = int(g.channel_base), int(g.channel_max)
     multiple = algebra.multiple
     for r in [2 ** i for i in range(2, int(math.log2(resolution)) + 1)]:
         c = sg.channels_at(r, channel_base, channel_max)
@@ -488,20 +484,20 @@ def build(model: Any) -> tuple[nn.Module, nn.Module]:
     generator = Generator(
         resolution=resolution, channels=int(model.channels), num_latents=k, latent_dim=d,
         channel_base=channel_base, channel_max=channel_max, algebra=algebra,
-        attention=bool(_field(model, "attention")),
-        attention_start_res=int(_field(model, "attention_start_res")),
-        attention_end_res=int(_field(model, "attention_end_res")), settings=settings,
-        duplex=bool(_field(model, "duplex")), style=bool(_field(model, "style")), noise=bool(_field(model, "noise")),
-        mapping_layers=int(_field(model, "mapping_layers")),
-        mapping_lr_multiplier=float(_field(model, "mapping_lr_multiplier")),
-        mapping_resnet=bool(_field(model, "mapping_resnet")),
-        mapping_self_attention=bool(_field(model, "mapping_self_attention")),
-        z_norm=_choice("z_norm", _field(model, "z_norm"), Z_NORMS),
-        w_avg_beta=float(_field(model, "w_avg_beta")),
-        style_mixing_prob=float(_field(model, "style_mixing_prob")), resample_filter=taps,
-        output_activation=_choice("output_activation", _field(model, "output_activation"), OUTPUT_ACTIVATIONS))
+        attention=bool(g.attention),
+        attention_start_res=int(g.attention_start_res),
+        attention_end_res=int(g.attention_end_res), settings=settings,
+        duplex=bool(g.duplex), style=bool(g.style), noise=bool(g.noise),
+        mapping_layers=int(g.mapping_layers),
+        mapping_lr_multiplier=float(g.mapping_lr_multiplier),
+        mapping_resnet=bool(g.mapping_resnet),
+        mapping_self_attention=bool(g.mapping_self_attention),
+        z_norm=_choice("z_norm", g.z_norm, Z_NORMS),
+        w_avg_beta=float(g.w_avg_beta),
+        style_mixing_prob=float(g.style_mixing_prob), resample_filter=taps,
+        output_activation=_choice("output_activation", g.output_activation, OUTPUT_ACTIVATIONS))
     discriminator = sg.ResnetDiscriminator(
         resolution=resolution, channel_base=channel_base, channel_max=channel_max, algebra=d_algebra,
-        mbstd_group_size=int(_field(model, "mbstd_group_size")),
-        mbstd_num_channels=int(_field(model, "mbstd_num_channels")), resample_filter=taps)
+        mbstd_group_size=int(g.mbstd_group_size),
+        mbstd_num_channels=int(g.mbstd_num_channels), resample_filter=taps)
     return generator, discriminator
