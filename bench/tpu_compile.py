@@ -69,13 +69,38 @@ def compile_step(experiment: experiment_lib.Experiment, devices) -> dict:
             'bytes_per_chip': int(per_chip), 'temp_bytes': int(getattr(memory, 'temp_size_in_bytes', 0))}
 
 
+def report(rows: list[dict]) -> str:
+    """Markdown table of compile rows: slice, config, batch, GiB per chip against HBM, fits, GFLOP, compile s."""
+    lines = ['| slice (chips, hosts) | config | batch | GiB / chip (HBM) | fits | GFLOP / iteration | compile s |',
+             '|---|---|---:|---:|---|---:|---:|']
+    for row in rows:
+        where = f'{row["slice"]} ({row["chips"]}, {row["hosts"]})'
+        config = pathlib.Path(row['config'].split(':')[0]).stem
+        if 'error' in row:
+            lines.append(f'| {where} | {config} | {row["batch"]} | — | **failed**: {row["error"][:80]} | — | — |')
+            continue
+        batch = f'{row["batch"]}*' if 'paper_batch' in row else str(row['batch'])
+        lines.append(f'| {where} | {config} | {batch} | {row["bytes_per_chip"] / 2 ** 30:.3f} ({row["hbm_gib"]}) | '
+                     f'{"yes" if row["fits"] else "**no**"} | {row["flops"] / 1e9:,.1f} | {row["compile_s"]:.0f} |')
+    if any('paper_batch' in row for row in rows):
+        lines.append('')
+        lines.append('\\* the paper batch does not divide the chips (the trainer refuses it in one line); compiled at the '
+                     'next multiple.')
+    return '\n'.join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--slices', default=DEFAULT_SLICES, help='comma-separated TPU topologies (kind:shape)')
     parser.add_argument('--configs', default=DEFAULT_CONFIGS, help='comma-separated config[:field=value] specs')
     parser.add_argument('--json', default='', help='also write the rows to this file, after every row; rows '
                         'already in it are kept and their (slice, config) skipped, so a long matrix runs in pieces')
+    parser.add_argument('--report', default='', help='print the rows of this JSON file as a markdown table and exit '
+                        '(no libtpu needed)')
     args = parser.parse_args(argv)
+    if args.report:
+        print(report(json.loads(pathlib.Path(args.report).read_text())))
+        return 0
     try:
         from jax.experimental import topologies
     except ImportError as error:  # pragma: no cover - jax always has it
