@@ -272,7 +272,9 @@ def _read_image_file(path: pathlib.Path) -> np.ndarray:
     return array[..., None] if gray else array
 
 
-def _load_folder(path: str, config: Any) -> _Loaded:
+def list_folder(path: str, config: Any) -> tuple[list[pathlib.Path], np.ndarray | None, tuple[str, ...] | None]:
+    """(image files sorted, int64 labels or None, class names or None) of a `folder:` source after the class filter
+    and `max_examples`; first-level sub-folders are classes when every file sits in one."""
     source = config.source
     root = pathlib.Path(path).expanduser()
     if not root.is_dir():
@@ -294,11 +296,16 @@ def _load_folder(path: str, config: Any) -> _Loaded:
     if max_examples > 0:
         files = files[:max_examples]
         labels = None if labels is None else labels[:max_examples]
+    return files, labels, label_names
+
+
+def _load_folder(path: str, config: Any) -> _Loaded:
+    files, labels, label_names = list_folder(path, config)
     ops = _ImageOps(config)
     images = [ops(_read_image_file(p)) for p in files]
     if not ops.channels and len({im.shape[-1] for im in images}) > 1:
         images = [np.repeat(im, 3, axis=-1) if im.shape[-1] == 1 else im for im in images]  # mixed gray / RGB.
-    return _Loaded(_stack(images, source) if images else np.zeros((0, 1, 1, 3), np.uint8),
+    return _Loaded(_stack(images, config.source) if images else np.zeros((0, 1, 1, 3), np.uint8),
                    None if labels is None else labels.astype(np.int32), label_names)
 
 

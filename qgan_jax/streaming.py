@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import pathlib
 import threading
 from typing import Any, Iterator, Protocol, Sequence
 
@@ -67,27 +66,7 @@ class FolderReader:
     """The image files under a folder, sorted; first-level sub-folders are classes (as `data._load_folder`)."""
 
     def __init__(self, path: str, config: Any):
-        source = config.source
-        root = pathlib.Path(path).expanduser()
-        if not root.is_dir():
-            raise FileNotFoundError(f'data.source={source!r}: no directory {str(root)!r}')
-        files = sorted(p for p in root.rglob('*') if p.suffix.lower() in data.IMAGE_SUFFIXES and p.is_file())
-        if not files:
-            raise FileNotFoundError(f'data.source={source!r}: no image files ({", ".join(data.IMAGE_SUFFIXES)}) '
-                                    f'under {str(root)!r}')
-        relative = [p.relative_to(root).parts for p in files]
-        labels = label_names = None
-        if all(len(parts) >= 2 for parts in relative):
-            label_names = tuple(sorted({parts[0] for parts in relative}))
-            labels = np.asarray([label_names.index(parts[0]) for parts in relative], np.int64)
-        keep = data._class_ids(config, label_names, labels is not None)
-        if keep is not None:
-            rows = np.flatnonzero(np.isin(labels, keep))
-            files, labels = [files[i] for i in rows], labels[rows]
-        max_examples = int(config.max_examples)
-        if max_examples > 0:
-            files = files[:max_examples]
-            labels = None if labels is None else labels[:max_examples]
+        files, labels, label_names = data.list_folder(path, config)
         self.files = files
         self.labels = None if labels is None else labels.astype(np.int32)
         self.label_names = label_names
