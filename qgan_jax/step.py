@@ -182,7 +182,7 @@ class StepSettings:
                     mesh: jax.sharding.Mesh | None = None) -> StepSettings:
         return cls(generator=generator, discriminator=discriminator, g_tx=g_tx, d_tx=d_tx,
                    loss=losses.get_loss(config.loss.name), gp_weight=float(config.loss.gp_weight),
-                   gp_fused=bool(config.loss.get('gp_fused', False)), r1_gamma=float(config.loss.r1_gamma),
+                   gp_fused=bool(config.loss.gp_fused), r1_gamma=float(config.loss.r1_gamma),
                    r1_interval=max(int(config.loss.get('r1_interval', 1)), 1),
                    ema_decay=float(config.train.ema_decay), z_dim=int(config.model.z_dim), data_config=config.data,
                    batch_sharding=None if mesh is None else parallel.batch_sharding(mesh))
@@ -310,7 +310,7 @@ def make_train_step(config: ml_collections.ConfigDict, generator: Any, discrimin
     `mesh`: when given, latents and fakes are constrained to the batch sharding, so G runs data-parallel too.
     """
     settings = StepSettings.from_config(config, generator, discriminator, g_tx, d_tx, mesh)
-    matmul_precision = config.model.get('matmul_precision', 'default')
+    matmul_precision = config.model.matmul_precision
 
     def train_step(state: GANState, batch: jax.Array, key: jax.Array) -> tuple[GANState, dict[str, jax.Array]]:
         if batch.ndim != 5 or batch.dtype != jnp.uint8:

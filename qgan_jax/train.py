@@ -61,7 +61,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _require(train.n_critic >= 1, f'train.n_critic={train.n_critic} must be >= 1')
     _require(train.seed >= 0, f'train.seed={train.seed} must be >= 0')
     _require(train.log_every >= 1, f'train.log_every={train.log_every} must be >= 1')
-    budget = train.get('time_budget_minutes', 0.0)
+    budget = train.time_budget_minutes
     _require(budget >= 0, f'train.time_budget_minutes={budget} must be >= 0 (0 = off)')
     _require(not budget or jax.process_count() == 1, 'train.time_budget_minutes needs a single-process run (hosts '
              'would stop at different steps); use train.num_steps')
@@ -72,8 +72,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _require(config.sample.every_steps >= 0,
              f'sample.every_steps={config.sample.every_steps} must be >= 0 (0 = only the final step)')
     _require(config.sample.num_images >= 1, f'sample.num_images={config.sample.num_images} must be >= 1')
-    _require(config.sample.get('batch_size', 1) >= 1,
-             f'sample.batch_size={config.sample.get("batch_size")} must be >= 1')
+    _require(config.sample.batch_size >= 1,
+             f'sample.batch_size={config.sample.batch_size} must be >= 1')
     _require(config.loss.name in losses.LOSSES,
              f'loss.name={config.loss.name!r} is unknown; allowed: {", ".join(losses.LOSSES)}')
     _require(config.loss.gp_weight >= 0, f'loss.gp_weight={config.loss.gp_weight} must be >= 0 (0 = off)')
@@ -90,33 +90,33 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                          f'optimizer.{net}.{field}={value} must be in [{low:g}, {high:g})')
         if 'eps' in opt:
             _require(math.isfinite(opt.eps) and opt.eps >= 0, f'optimizer.{net}.eps={opt.eps} must be finite and >= 0')
-    precision = config.model.get('matmul_precision', 'default')
+    precision = config.model.matmul_precision
     _require(precision in MATMUL_PRECISIONS, f'model.matmul_precision={precision!r} is unknown; allowed: '
              f'{", ".join(MATMUL_PRECISIONS)}')
     _require(config.model.z_dim >= 1, f'model.z_dim={config.model.z_dim} must be >= 1')
     for name in ('g_width', 'd_width'):
         value = config.model[name]
         _require(isinstance(value, int) and value >= 1, f'model.{name}={value!r} must be an integer >= 1')
-    psi = config.sample.get('truncation_psi', 1.0)
+    psi = config.sample.truncation_psi
     _require(math.isfinite(psi), f'sample.truncation_psi={psi} must be finite')
     _require(psi == 1.0 or config.model.name in TRUNCATION_MODELS,
              f'sample.truncation_psi={psi} needs a model with a mapping network ({", ".join(TRUNCATION_MODELS)}); '
              f'model.name={config.model.name!r} has none, so leave it at 1')
-    _require(config.data.get('max_examples', 0) >= 0,
-             f'data.max_examples={config.data.get("max_examples", 0)} must be >= 0 (0 = all)')
+    _require(config.data.max_examples >= 0,
+             f'data.max_examples={config.data.max_examples} must be >= 0 (0 = all)')
     _require(config.loss.get('r1_interval', 1) >= 1,
              f'loss.r1_interval={config.loss.get("r1_interval", 1)} must be >= 1 (1 = every D step)')
     _require(config.eval.every_steps >= 0, f'eval.every_steps={config.eval.every_steps} must be >= 0 (0 = off)')
     if config.eval.every_steps:
         evaluation.validate(config)
     sampling.statistics_mode(config, ema=False)
-    _require(config.sample.get('generator', 'auto') in sampling.GENERATORS,
-             f'sample.generator={config.sample.get("generator")!r} is unknown; allowed: '
+    _require(config.sample.generator in sampling.GENERATORS,
+             f'sample.generator={config.sample.generator!r} is unknown; allowed: '
              f'{", ".join(sampling.GENERATORS)}')
-    _require(config.sample.get('standing_batches', 1) >= 1,
-             f'sample.standing_batches={config.sample.get("standing_batches")} must be >= 1')
+    _require(config.sample.standing_batches >= 1,
+             f'sample.standing_batches={config.sample.standing_batches} must be >= 1')
     data.parse_source(config.data.source)
-    fake_real_part = config.data.get('fake_real_part', 'free')
+    fake_real_part = config.data.fake_real_part
     _require(fake_real_part in data.FAKE_REAL_PARTS, f'data.fake_real_part={fake_real_part!r} is unknown; allowed: '
              f'{", ".join(data.FAKE_REAL_PARTS)}')
 
@@ -303,7 +303,7 @@ def _make_evaluator(config: ml_collections.ConfigDict, source: data.Source) -> e
         logging.info('No in-loop evaluation in this run: train.num_steps=%d < eval.every_steps=%d.',
                      config.train.num_steps, config.eval.every_steps)
         return None
-    name = evaluation.fd_name(config.eval.get('network', 'inception')).upper()
+    name = evaluation.fd_name(config.eval.network).upper()
     return evaluation.Evaluator.from_config(config, source.images,
                                             context=f'in-loop {name} (eval.every_steps={config.eval.every_steps})')
 
@@ -349,16 +349,16 @@ def _train_in_locked_workdir(experiment: experiment_lib.Experiment, workdir: pat
     num_steps = int(config.train.num_steps)
 
     writer = observability.create_writer(workdir, process_index=jax.process_index(),
-                                         tensorboard=bool(config.train.get('tensorboard', True)))
+                                         tensorboard=bool(config.train.tensorboard))
     if is_main:
         _write_run_start(config, workdir, state, start_step, writer, source)
 
-    precision = config.model.get('matmul_precision', 'default')
+    precision = config.model.matmul_precision
     generate = make_generate(generator, mesh, matmul_precision=precision)
-    display_generate = make_generate(generator, mesh, float(config.sample.get('truncation_psi', 1.0)), precision)
+    display_generate = make_generate(generator, mesh, float(config.sample.truncation_psi), precision)
     grid_latents = np.asarray(jax.random.normal(jax.random.fold_in(base_key(config), GRID_STREAM),
                                                 (config.sample.num_images, config.model.z_dim), jnp.float32))
-    sample_batch = int(config.sample.get('batch_size', 500))
+    sample_batch = int(config.sample.batch_size)
 
     def write_samples(step: int, variables: tuple[Any, Any, dict]) -> None:
         params, g_state, _ = variables
@@ -402,7 +402,7 @@ def _train_in_locked_workdir(experiment: experiment_lib.Experiment, workdir: pat
         batch = parallel.global_batch(_host_batch(source, step, config), mesh, batch_axis=1)
         compile_start = segment_start = time.perf_counter()
         train_seconds = 0.0  # Wall time of this process's training steps: compilation and outputs excluded.
-        time_budget = 60.0 * float(config.train.get('time_budget_minutes', 0.0))
+        time_budget = 60.0 * float(config.train.time_budget_minutes)
         while step < num_steps:
             state, metrics = train_step(state, batch)
             step += 1
@@ -505,9 +505,9 @@ def sample(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> pat
     latents = np.asarray(jax.random.normal(jax.random.fold_in(base_key(config), SAMPLE_STREAM),
                                            (config.sample.num_images, config.model.z_dim), jnp.float32))
     params, g_state, description = sampling_variables(config, generator, state)
-    images = generate_images(make_generate(generator, mesh, float(config.sample.get('truncation_psi', 1.0)),
-                                           config.model.get('matmul_precision', 'default')),
-                             params, g_state, latents, mesh, int(config.sample.get('batch_size', 500)), config.data)
+    images = generate_images(make_generate(generator, mesh, float(config.sample.truncation_psi),
+                                           config.model.matmul_precision),
+                             params, g_state, latents, mesh, int(config.sample.batch_size), config.data)
     out = workdir / SAMPLES_FILE
     if jax.process_index() == 0:
         with files.atomic_path(out, suffix='.npz') as temporary:
@@ -532,10 +532,11 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str | os.PathLike,
     mesh = parallel.make_mesh()
     state, latest = restore_latest(experiment, workdir, mesh)
     if evaluator is None:
-        train_images = None if config.eval.get('reference', '') else data.load_array(config.data)
+        train_images = None if config.eval.reference else data.make_source(  # Streams when the config streams.
+            config.data, process_index=jax.process_index(), process_count=jax.process_count()).images
         evaluator = evaluation.Evaluator.from_config(config, train_images)
     params, g_state, description = sampling_variables(config, generator, state)
-    generate = make_generate(generator, mesh, matmul_precision=config.model.get('matmul_precision', 'default'))
+    generate = make_generate(generator, mesh, matmul_precision=config.model.matmul_precision)
     scalars, protocol = evaluator(_evaluation_sampler(config, generate, params, g_state, mesh))
     record = {'step': latest, **scalars, 'protocol': {**protocol, **description}}
     if jax.process_index() == 0:
