@@ -24,7 +24,8 @@ def _generator_and_state(algebra: str, name: str = 'sngan'):
 
 
 def test_standing_statistics_average_the_batch_statistics_numpy_reference():
-    """Real SNGAN: the first BN layer sees dense(z) reshaped to (N, 4, 4, C); flax BN keeps the biased variance."""
+    """Real SNGAN: the first BN layer sees dense(z) reshaped to (N, 4, 4, C); its running variance is PyTorch's
+    unbiased one (rbn.BatchNorm, the PyTorch references' semantics)."""
     config, generator, params, state = _generator_and_state('real')
     latents = [jax.random.normal(jax.random.PRNGKey(i), (16, config.model.z_dim)) for i in range(3)]
     standing = sampling.standing_statistics(generator, params, state, latents, jax.random.PRNGKey(9))
@@ -34,7 +35,7 @@ def test_standing_statistics_average_the_batch_statistics_numpy_reference():
         h = (np.asarray(z, np.float64) @ np.asarray(dense['kernel'], np.float64)
              + np.asarray(dense['bias'], np.float64)).reshape(16, 4, 4, -1)
         means.append(h.mean(axis=(0, 1, 2)))
-        variances.append(h.var(axis=(0, 1, 2)))
+        variances.append(h.var(axis=(0, 1, 2), ddof=1))
     got = standing['batch_stats']['re0']['batch_norm1']
     np.testing.assert_allclose(got['mean'], np.mean(means, axis=0), rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(got['var'], np.mean(variances, axis=0), rtol=1e-4, atol=1e-6)
@@ -43,7 +44,7 @@ def test_standing_statistics_average_the_batch_statistics_numpy_reference():
 @pytest.mark.parametrize('algebra,name', [('real', 'sngan'), ('quaternion', 'sngan'), ('quaternion', 'dcgan')])
 def test_standing_statistics_of_one_batch_make_eval_mode_equal_train_mode(algebra, name):
     """Statistics of one batch, used in eval mode on that batch, reproduce the train-mode forward in every BN layer
-    (flax BN, quaternion BN with PyTorch momentum and unbiased running variance)."""
+    (PyTorch-semantics BN and quaternion BN, both with PyTorch momentum and unbiased running variance)."""
     config, generator, params, state = _generator_and_state(algebra, name)
     z = jax.random.normal(jax.random.PRNGKey(1), (64, config.model.z_dim))
     standing = sampling.standing_statistics(generator, params, state, [z], jax.random.PRNGKey(2))
