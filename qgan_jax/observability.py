@@ -6,6 +6,11 @@
     cannot, the run says so once and continues without them);
   * absl logging.
 Only process 0 writes files; other processes only log.
+
+Why not clu's `MultiWriter` / `LoggingWriter` / `ReportProgress`: importing anything from `clu.metric_writers` imports
+TensorFlow (about 4 s here, and TensorFlow is absent on some accelerator hosts), which would make TensorFlow a hard
+runtime dependency of every run; the small fan-out, logging and throughput pieces here keep it optional, and clu's
+TensorBoard writer is imported only when TensorBoard is wanted and available.
 """
 
 from __future__ import annotations
