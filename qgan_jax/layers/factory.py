@@ -146,7 +146,7 @@ class LayerFactory:
         PyTorch semantics: momentum 0.1, eps 1e-5, unbiased running variance (``rbn.BatchNorm``, as every real BN of
         the PyTorch references, GIU-GAN's included); ``keras_norm``: Keras' 0.01 (0.99), 1e-3 and biased running
         variance (``flax.linen.BatchNorm``). Under init 'normal' (PyTorch) the real scale starts at N(1, 0.02^2), the
-        DCGAN recipe.
+        DCGAN recipe (docs/decisions.md#d16).
         """
         if self.keras_norm:
             return self.algebra.batch_norm(train=train, name=name, dtype=self.dtype, torch_momentum=0.01,
