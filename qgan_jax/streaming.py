@@ -28,7 +28,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
-from typing import Any, Iterator, Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 from absl import logging
 import numpy as np
@@ -264,13 +264,7 @@ class StreamingSource:
                     self._pending[next_key] = self._prefetcher.submit(self._compute, *next_key)
         return future.result() if future is not None else self._compute(*key)
 
-    def host_batches(self, global_batch_size: int, seed: int, start_step: int = 0) -> Iterator[dict[str, np.ndarray]]:
-        """Endless iterator of `host_batch(step, ...)` for step = start_step, start_step + 1, ..."""
-        self.host_batch_size(global_batch_size)
-        step = start_step
-        while True:
-            yield self.host_batch(step, global_batch_size, seed)
-            step += 1
+    host_batches = data.Source.host_batches  # The same endless iterator over this class's host_batch.
 
     def close(self) -> None:
         """Stops the background threads (queued batches are dropped); the source still decodes on demand after."""
